@@ -1,0 +1,169 @@
+"""Versioned model artifacts: save, verify and load.
+
+Layout of a model store (the `model/` folder, `TRIAGE_MODEL_DIR`):
+
+    CURRENT                     one line: the current version's folder name
+    versions/<version>/model.joblib
+    versions/<version>/manifest.json
+
+A version folder is written under a temporary name and renamed into place, and
+CURRENT is replaced atomically (write, then rename), so a crash at any moment leaves
+a valid current model. Loading checks the joblib file's sha256 against the manifest
+before unpickling anything, and refuses a scikit-learn version other than the one
+the model was trained with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+
+from app.model import Thresholds, TriageModel
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "manifest.json"
+POINTER_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+
+
+class ModelError(Exception):
+    """A model store or artifact that cannot be used; the message says why and what to do."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def runtime_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "scikit_learn": sklearn.__version__, "numpy": np.__version__}
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def resolve_version_dir(model_dir: Path) -> Path:
+    """The folder holding manifest.json: `model_dir` itself, or the version CURRENT names."""
+    model_dir = Path(model_dir)
+    if (model_dir / MANIFEST_FILE).is_file():
+        return model_dir
+    pointer = model_dir / POINTER_FILE
+    if not pointer.is_file():
+        raise ModelError(f"no model in {model_dir}: neither {MANIFEST_FILE} nor {POINTER_FILE} found; "
+                         "train one with `triage train`")
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ModelError(f"{pointer} names an invalid version {name!r}")
+    version_dir = model_dir / VERSIONS_DIR / name
+    if not (version_dir / MANIFEST_FILE).is_file():
+        raise ModelError(f"{pointer} names version {name!r}, but {version_dir / MANIFEST_FILE} does not exist")
+    return version_dir
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((version_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {version_dir / MANIFEST_FILE}: {exc}") from None
+    if not isinstance(manifest, dict) or "artifact_sha256" not in manifest:
+        raise ModelError(f"{version_dir / MANIFEST_FILE} has no artifact_sha256: refusing to load")
+    return manifest
+
+
+def load_model(model_dir: Path) -> TriageModel:
+    """Load and verify a model (store root or version folder). Raises ModelError with the reason."""
+    version_dir = resolve_version_dir(model_dir)
+    manifest = read_manifest(version_dir)
+    artifact = version_dir / MODEL_FILE
+    if not artifact.is_file():
+        raise ModelError(f"{artifact} is missing")
+    actual = sha256_file(artifact)
+    if actual != manifest["artifact_sha256"]:
+        raise ModelError(f"{artifact} does not match its manifest (sha256 {actual[:12]}... != "
+                         f"{str(manifest['artifact_sha256'])[:12]}...): refusing to unpickle it")
+    trained_with = str(manifest.get("versions", {}).get("scikit_learn", ""))
+    if _minor(trained_with) != _minor(sklearn.__version__):
+        raise ModelError(f"model {manifest.get('version')} was trained with scikit-learn {trained_with}, "
+                         f"this is {sklearn.__version__}: retrain with `triage train` (or install "
+                         f"scikit-learn=={trained_with})")
+    payload = joblib.load(artifact)
+    thresholds = Thresholds(**manifest.get("thresholds", {}))
+    return TriageModel(payload["pipeline"], thresholds, manifest)
+
+
+def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_current: bool = True) -> Path:
+    """Write a new version folder into a store (atomically) and, by default, point CURRENT at it."""
+    store = Path(store)
+    versions = store / VERSIONS_DIR
+    versions.mkdir(parents=True, exist_ok=True)
+    version = manifest["version"]
+    final = versions / version
+    if final.exists():
+        raise ModelError(f"version {version} already exists in {versions}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=versions))
+    try:
+        joblib.dump({"pipeline": model.pipeline}, tmp / MODEL_FILE, compress=3)
+        manifest = dict(manifest, artifact_sha256=sha256_file(tmp / MODEL_FILE), artifact_file=MODEL_FILE)
+        _write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if make_current:
+        set_current(store, version)
+    return final
+
+
+def set_current(store: Path, version: str) -> None:
+    """Point CURRENT at a version, atomically; the version must load and verify first."""
+    load_model(Path(store) / VERSIONS_DIR / version)
+    _write_atomic(Path(store) / POINTER_FILE, version + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_version(store: Path) -> str | None:
+    pointer = Path(store) / POINTER_FILE
+    return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+
+
+def list_versions(store: Path) -> list[dict[str, Any]]:
+    """Manifests of every version in a store, oldest first, with `current` set on one."""
+    current = current_version(store)
+    out = []
+    versions = Path(store) / VERSIONS_DIR
+    for folder in sorted(versions.iterdir() if versions.is_dir() else []):
+        if folder.name.startswith(".") or not (folder / MANIFEST_FILE).is_file():
+            continue
+        try:
+            manifest = read_manifest(folder)
+        except ModelError:
+            continue
+        manifest["current"] = folder.name == current
+        out.append(manifest)
+    return sorted(out, key=lambda m: str(m.get("created_at", "")))

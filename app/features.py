@@ -1,0 +1,738 @@
+"""The one code path that turns an item (text plus optional metadata) into features.
+
+Training, the service, batch scoring and retraining all call `ItemFeaturizer`.
+Three blocks, concatenated into one sparse row:
+
+- word 1-2 gram TF-IDF over the normalised text,
+- character 3-5 gram TF-IDF inside word boundaries (so "b1tc0in" or another
+  language still leaves evidence),
+- named signals, each with a one-line description (`SIGNALS`).
+
+Normalisation keeps a map back to the original text, so every n-gram can be shown
+as the spans of the received text that produced it.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+
+KINDS = ("invite", "message")
+NAME_TOKEN = "xname"
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _as_int(value: Any, field_name: str) -> int | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field_name}: expected a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field_name}: expected a whole number, got {value!r}") from None
+    if math.isnan(number) or number < 0 or number != int(number):
+        raise ValueError(f"{field_name}: expected a non-negative whole number, got {value!r}")
+    return int(number)
+
+
+_TRUE = {"true", "yes", "y", "1", "t"}
+_FALSE = {"false", "no", "n", "0", "f"}
+
+
+def _as_bool(value: Any, field_name: str) -> bool | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{field_name}: expected true or false, got {value!r}")
+
+
+def _as_str(value: Any) -> str | None:
+    return None if _missing(value) else str(value)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One received invite or message. Every field but `text` may be unknown (None)."""
+
+    text: str
+    kind: str = "message"
+    sender_name: str | None = None
+    sender_headline: str | None = None
+    sender_connections: int | None = None
+    mutual_connections: int | None = None
+    sender_has_photo: bool | None = None
+    sender_account_age_days: int | None = None
+    recipient_name: str | None = None
+    minutes_since_connected: int | None = None
+    prior_unanswered: int | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> Item:
+        """Build an item from a dict-like row (CSV, JSON, pandas); NaN and '' mean unknown.
+
+        Raises ValueError naming the field when a value cannot be read.
+        """
+        text = row.get("text")
+        text = "" if _missing(text) else str(text)
+        kind = _as_str(row.get("kind")) or "message"
+        kind = kind.strip().lower()
+        if kind not in KINDS:
+            raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
+        return cls(
+            text=text,
+            kind=kind,
+            sender_name=_as_str(row.get("sender_name")),
+            sender_headline=_as_str(row.get("sender_headline")),
+            sender_connections=_as_int(row.get("sender_connections"), "sender_connections"),
+            mutual_connections=_as_int(row.get("mutual_connections"), "mutual_connections"),
+            sender_has_photo=_as_bool(row.get("sender_has_photo"), "sender_has_photo"),
+            sender_account_age_days=_as_int(row.get("sender_account_age_days"), "sender_account_age_days"),
+            recipient_name=_as_str(row.get("recipient_name")),
+            minutes_since_connected=_as_int(row.get("minutes_since_connected"), "minutes_since_connected"),
+            prior_unanswered=_as_int(row.get("prior_unanswered"), "prior_unanswered"),
+        )
+
+
+ITEM_FIELDS = tuple(f.name for f in fields(Item))
+
+# --------------------------------------------------------------------------------------
+# Normalisation with an offset map back to the received text
+# --------------------------------------------------------------------------------------
+
+_URL = r"(?:https?://|www\.)[^\s<>\"')\]]+|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|co|ly|me|in|ng|ke|info|biz|xyz|app|link|gl|gd|cc|to|de|fr|es|it|br|uk|us|ai)(?:/[^\s<>\"')\]]*)?"
+_STATIC = re.compile(
+    "|".join(
+        [
+            r"(?P<tag><\s*/?\s*[a-zA-Z][^<>]{0,500}>)",
+            r"(?P<entity>&(?:#\d{1,6}|#x[0-9a-fA-F]{1,6}|[a-zA-Z]{2,10});)",
+            r"(?P<email>\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b)",
+            rf"(?P<url>{_URL})",
+            r"(?P<phone>(?<![\w/])\+?\d[\d\s().-]{7,}\d(?!\w))",
+        ]
+    ),
+    re.IGNORECASE,
+)
+_HREF = re.compile(r"href\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
+_BLOCK_TAG = re.compile(r"<\s*/?\s*(?:br|p|div|li|tr|h\d)\b", re.IGNORECASE)
+_GREETING_NAME = re.compile(
+    r"^\W{0,3}(?:hi|hello|hey|dear|hii+|hola|bonjour|salut|hallo|servus|moin|ciao|ol[aá]|oi|"
+    r"good\s+(?:morning|afternoon|evening|day)|greetings|respected|namaste)\s*,?\s+"
+    r"(?:(?:mr|mrs|ms|miss|dr|sir|madam|prof)\.?\s+)?"
+    r"(?P<name>[A-ZÀ-Ý][\w'’-]+)",
+    re.IGNORECASE,
+)
+_SIGNOFF_NAME = re.compile(
+    r"(?:regards|thanks|thank you|best|cheers|sincerely|warmly|saludos|cordialement|gr[üu]ße|"
+    r"abra[çc]os|atenciosamente|cordiali saluti|un saluto)[ ,!.]*\n+\s*"
+    r"(?P<name>[A-ZÀ-Ý][\w'’-]+(?:[ \t]+[A-ZÀ-Ý][\w'’-]+)?)\s*$",
+    re.IGNORECASE,
+)
+_NAME_STOPWORDS = {
+    "team", "there", "all", "everyone", "sir", "madam", "friend", "friends", "dear", "and",
+    "the", "linkedin", "hope", "thanks", "just", "i", "we", "my", "good", "how", "is", "are",
+}
+
+
+def _domain(url: str) -> str:
+    url = re.sub(r"^(?:https?://)?(?:www\.)?", "", url.lower())
+    return re.split(r"[/?#:]", url, maxsplit=1)[0]
+
+
+def _known_names(item: Item) -> list[str]:
+    names = []
+    for full in (item.sender_name, item.recipient_name):
+        if full:
+            names += [p for p in re.split(r"[\s,]+", full.strip()) if len(p.strip(".")) >= 2]
+    return sorted({n.strip(".") for n in names if n.strip(".").lower() not in _NAME_STOPWORDS}, key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An item's text as the model reads it, plus what the signals need."""
+
+    item: Item
+    raw: str  # received text with entities decoded and tags turned into spaces/newlines
+    norm: str  # lower-cased, links/e-mails/phones/names replaced by marker words
+    starts: tuple[int, ...] | None  # norm index -> start of its source in the received text
+    ends: tuple[int, ...] | None  # norm index -> end of its source in the received text
+    domains: tuple[str, ...]
+    n_emails: int
+    n_phones: int
+    masked_names: int
+
+
+def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    names = _known_names(item)
+    if names:
+        pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
+        spans += [(m.start(), m.end()) for m in pattern.finditer(text)]
+    tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: search only there
+    for regex, base in ((_GREETING_NAME, 0), (_SIGNOFF_NAME, tail)):
+        m = regex.search(text, base)
+        if m and m.group("name").lower() not in _NAME_STOPWORDS and m.group("name")[0].isupper():
+            spans.append((m.start("name"), m.end("name")))
+    return spans
+
+
+def _replacements(text: str) -> tuple[list[tuple[int, int, str, str]], list[str], int, int]:
+    """Spans of tags, entities, e-mails, links and phones, with their model and raw text."""
+    replaced: list[tuple[int, int, str, str]] = []
+    domains: list[str] = []
+    n_emails = n_phones = 0
+    for m in _STATIC.finditer(text):
+        kind, s = m.lastgroup, m.group(0)
+        if kind == "tag":
+            href = _HREF.search(s)
+            if href:
+                domains.append(_domain(href.group(1)))
+                replaced.append((m.start(), m.end(), f" xurl {domains[-1]} ", " "))
+            else:
+                sep = "\n" if _BLOCK_TAG.match(s) else " "
+                replaced.append((m.start(), m.end(), sep, sep))
+        elif kind == "entity":
+            decoded = html.unescape(s).replace("\xa0", " ")
+            replaced.append((m.start(), m.end(), decoded.lower(), decoded))
+        elif kind == "email":
+            n_emails += 1
+            replaced.append((m.start(), m.end(), f"xemail {s.split('@', 1)[1].lower()}", s))
+        elif kind == "url":
+            domains.append(_domain(s))
+            replaced.append((m.start(), m.end(), f"xurl {domains[-1]}", s))
+        elif kind == "phone" and sum(ch.isdigit() for ch in s) >= 9:
+            n_phones += 1
+            replaced.append((m.start(), m.end(), "xphone", s))
+    return replaced, domains, n_emails, n_phones
+
+
+def prepare(item: Item, with_offsets: bool = False) -> Prepared:
+    """Normalise an item's text; with offsets, also map each char back to the received text."""
+    text = item.text
+    replaced, domains, n_emails, n_phones = _replacements(text)
+    taken = [(a, b) for a, b, _, _ in replaced]
+    n_masked = 0
+    for a, b in _name_spans(text, item):
+        if not any(a < tb and ta < b for ta, tb in taken):
+            replaced.append((a, b, NAME_TOKEN, text[a:b]))
+            taken.append((a, b))
+            n_masked += 1
+    replaced.sort()
+    pos = 0
+    norm_parts: list[str] = []
+    raw_parts: list[str] = []
+    sources: list[tuple[int, int, bool]] = []  # (orig_start, orig_end, is_replacement) per norm part
+    for a, b, norm_s, raw_s in replaced:
+        if a < pos:
+            continue
+        norm_parts += [text[pos:a].lower(), norm_s]
+        raw_parts += [text[pos:a], raw_s]
+        sources += [(pos, a, False), (a, b, True)]
+        pos = b
+    norm_parts.append(text[pos:].lower())
+    raw_parts.append(text[pos:])
+    sources.append((pos, len(text), False))
+    starts: tuple[int, ...] | None = None
+    ends: tuple[int, ...] | None = None
+    if with_offsets:
+        st: list[int] = []
+        en: list[int] = []
+        for (a, b, is_repl), normed in zip(sources, norm_parts, strict=True):
+            if is_repl:
+                st += [a] * len(normed)
+                en += [b] * len(normed)
+            elif len(normed) == b - a:
+                st += range(a, b)
+                en += range(a + 1, b + 1)
+            else:  # lower() changed the length (rare Unicode): map char by char
+                for i, ch in enumerate(text[a:b]):
+                    k = len(ch.lower())
+                    st += [a + i] * k
+                    en += [a + i + 1] * k
+        starts, ends = tuple(st), tuple(en)
+    return Prepared(item, "".join(raw_parts), "".join(norm_parts), starts, ends, tuple(domains), n_emails, n_phones, n_masked)
+
+
+# --------------------------------------------------------------------------------------
+# N-gram analysers (shared by fit, transform and span lookup)
+# --------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+WORD_NGRAMS = (1, 2)
+CHAR_NGRAMS = (3, 5)
+
+
+def word_ngrams(norm: str) -> list[str]:
+    tokens = _WORD.findall(norm)
+    grams = list(tokens)
+    grams += [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+    return grams
+
+
+def char_ngrams(norm: str) -> list[str]:
+    lo, hi = CHAR_NGRAMS
+    grams: list[str] = []
+    for word in norm.split():
+        w = f" {word} "
+        n_w = len(w)
+        for n in range(lo, min(hi, n_w) + 1):
+            grams += [w[i : i + n] for i in range(n_w - n + 1)]
+    return grams
+
+
+def ngram_spans(prepared: Prepared, feature: str, limit: int = 5) -> list[tuple[int, int]]:
+    """Spans (start, end) of the received text that produced an n-gram feature."""
+    if prepared.starts is None or prepared.ends is None:
+        raise ValueError("prepare(item, with_offsets=True) is needed for spans")
+    block, _, gram = feature.partition(":")
+    norm = prepared.norm
+    if block == "word":
+        words = gram.split(" ")
+        pattern = r"(?<!\w)" + r"\W+".join(re.escape(w) for w in words) + r"(?!\w)"
+    elif block == "char":
+        core = gram.strip(" ")
+        if not core:
+            return []
+        pattern = ("(?<!\\S)" if gram.startswith(" ") else "") + re.escape(core) + ("(?!\\S)" if gram.endswith(" ") else "")
+    else:
+        return []
+    spans: list[tuple[int, int]] = []
+    for m in re.finditer(pattern, norm):
+        if m.end() <= m.start():
+            continue
+        span = (prepared.starts[m.start()], prepared.ends[m.end() - 1])
+        if span not in spans:
+            spans.append(span)
+        if len(spans) >= limit:
+            break
+    return spans
+
+
+# --------------------------------------------------------------------------------------
+# Named signals
+# --------------------------------------------------------------------------------------
+# Most signals are phrase lexicons matched on word tokens (one dict lookup per token
+# n-gram, far faster than a regex per signal); a few need a regex on the text.
+
+_TOKEN = re.compile(r"\w+")
+_MAX_PHRASE = 4
+
+LEXICONS: dict[str, tuple[str, ...]] = {
+    "offplatform_contact": (
+        "whatsapp", "whats app", "watsapp", "wechat", "telegram", "telegramm", "signal app", "hangouts", "hangout",
+        "viber", "kik", "skype", "my number", "my cell", "my phone", "my email", "my e mail", "my personal email",
+        "text me", "call me on", "dm me on", "contact me on", "contact me via", "contact me at", "reach me on",
+        "reach me at", "gmail", "yahoo", "mi número", "mi numero", "meu número", "meu numero", "mon numéro",
+        "meine nummer", "il mio numero", "écris moi", "escríbeme",
+    ),
+    "money_crypto_terms": (
+        "bitcoin", "btc", "crypto", "cryptocurrency", "cryptocurrencies", "forex", "fx", "usdt", "ethereum", "eth",
+        "binance", "trading", "trader", "traders", "trade", "invest", "investing", "investment", "investments",
+        "investor", "investors", "profit", "profits", "profitable", "returns", "roi", "income", "earn", "earning",
+        "earnings", "earned", "dollars", "usd", "naira", "payout", "payouts", "wealth", "dividend", "dividends",
+        "signals", "portfolio", "mining", "nft", "token", "tokens", "binary options", "inversión", "inversion",
+        "ganancias", "ganar", "investissement", "gagner", "gewinn", "gewinne", "verdienen", "lucro", "lucros",
+        "rendimento", "investimento", "guadagno", "guadagnare", "investimento",
+    ),
+    "fee_payment_request": (
+        "fee", "fees", "processing fee", "registration fee", "pay the", "pay a", "pay upfront", "payment of",
+        "upfront", "up front", "deposit", "gift card", "gift cards", "send money", "bank details", "bank account",
+        "account details", "wire transfer", "western union", "moneygram", "refundable", "tasa", "cuota", "frais",
+        "gebühr", "taxa", "pagamento", "pago", "pagar", "payer", "zahlen", "pagare",
+    ),
+    "meeting_request": (
+        "demo", "quick call", "quick chat", "quick zoom", "brief call", "short call", "hop on", "jump on a call",
+        "book a time", "book a call", "book a slot", "book some time", "schedule a", "calendar", "calendly",
+        "free this week", "open next week", "free next week", "worth a chat", "worth a call", "worth a conversation",
+        "discovery call", "15 minutes", "15 mins", "15 min", "15 minute", "10 minutes", "20 minutes", "30 minutes",
+        "20 min", "30 min", "a call", "zoom call", "teams call", "grab a coffee", "reunión", "llamada",
+        "rendez vous", "appel", "termin", "gespräch", "reunião", "chamada", "chiamata", "videollamada",
+    ),
+    "self_promotion_ask": (
+        "review", "reviews", "rate", "rating", "ratings", "subscribe", "subscribed", "subscription", "register",
+        "registration", "refer", "referral", "referrals", "follow my", "follow our", "like my", "like our",
+        "like and share", "share my", "share our", "vote", "votes", "upvote", "sign up", "grab your", "save your seat",
+        "save your spot", "newsletter", "podcast", "webinar", "masterclass", "my book", "my new book", "my course",
+        "my channel", "my page", "our page", "testimonial", "product hunt", "suscríbete", "inscríbete", "inscrivez",
+        "abonnez", "abonnieren", "inscreva", "iscriviti",
+    ),
+    "generic_flattery": (
+        "impressed with your profile", "impressed by your profile", "impressed with your background",
+        "impressed by your background", "impressed with your experience", "came across your profile",
+        "stumbled upon your profile", "stumbled across your profile", "your impressive profile",
+        "your impressive background", "your profile stood out", "caught my eye", "caught my attention",
+        "love your profile", "loved your profile", "we have a lot in common", "like minded", "expand my network",
+        "expand our network", "grow my network", "impresionado con tu perfil", "votre profil", "ihr profil",
+        "seu perfil", "tu perfil", "il tuo profilo",
+    ),
+    "sales_language": (
+        "we help", "we helped", "our clients", "our customers", "our services", "our solution", "our solutions",
+        "our platform", "our agency", "our product", "our team", "solution", "solutions", "leads", "lead generation",
+        "grow your", "scale your", "pricing", "discount", "offer", "package", "packages", "partner with",
+        "help you", "help companies", "help businesses", "help brands", "case study", "case studies", "agency",
+        "outsourcing", "outsource", "free trial", "free audit", "free consultation", "appointments", "pipeline",
+        "ayudamos", "nuestros clientes", "nous aidons", "nos clients", "wir helfen", "unsere kunden", "ajudamos",
+        "nossos clientes", "aiutiamo", "i nostri clienti",
+    ),
+    "followup_language": (
+        "following up", "follow up", "followup", "bump", "bumping", "circling back", "circle back",
+        "did you get a chance", "did you have a chance", "my last message", "my previous message", "my last note",
+        "my earlier message", "top of your inbox", "last try", "last attempt", "haven't heard back",
+        "havent heard back", "just checking in", "any thoughts", "seguimiento", "relance", "je me permets de revenir",
+        "nachfassen", "kurz nachhaken",
+    ),
+    "urgency": (
+        "urgent", "urgently", "act now", "limited time", "limited slots", "limited spots", "limited offer",
+        "immediately", "asap", "within 24 hours", "within 24h", "today only", "expire", "expires", "suspend",
+        "suspended", "suspension", "final notice", "deadline", "urgente", "dringend", "sofort",
+    ),
+    "credential_request": (
+        "password", "verify your account", "verify your identity", "verify your profile", "verify the account",
+        "login here", "log in here", "log in now", "login now", "otp", "verification code", "security code",
+        "one time code", "passport", "ssn", "social security", "id card", "copy of your id", "copy of your passport",
+        "confirm your details", "confirm your account", "confirm your identity", "card number", "card details",
+        "pin", "contraseña", "mot de passe", "passwort", "senha", "verifica tu cuenta",
+    ),
+    "romance_terms": (
+        "dear", "beautiful", "handsome", "lonely", "widow", "widower", "honest friend", "honest woman", "honest man",
+        "honest relationship", "friendship", "my love", "sweetheart", "sweet", "smile", "peacekeeping",
+        "peace keeping", "oil rig", "soulmate", "soul mate", "get to know you", "where are you from", "how old",
+        "single", "cariño", "querida", "querido", "chérie", "chéri", "amore", "schatz",
+    ),
+    "easy_money_job": (
+        "work from home", "working from home", "per day", "per week", "per hour", "a day from", "part time",
+        "side income", "side hustle", "passive income", "be your own boss", "financial freedom", "hours a day",
+        "hours per day", "no experience needed", "no experience required", "online business", "opportunity",
+        "shortlisted", "mystery shopper", "mystery shopping", "from your phone", "trabajo desde casa",
+        "travail à domicile", "von zu hause", "renda extra", "lavoro da casa",
+    ),
+    "pleasantry": (
+        "congrats", "congratulations", "congratulation", "happy birthday", "happy work anniversary",
+        "happy anniversary", "happy new year", "thanks for connecting", "thank you for connecting",
+        "thanks for accepting", "thank you for accepting", "thanks for the connection", "well deserved",
+        "proud of you", "felicidades", "félicitations", "glückwunsch", "herzlichen glückwunsch", "parabéns",
+        "complimenti", "auguri", "gefeliciteerd", "enhorabuena",
+    ),
+    "shared_context": (
+        "we met", "met you at", "met at", "at the conference", "at the meetup", "at the summit", "at the event",
+        "at the workshop", "mutual friend", "mutual contact", "mutual colleague", "suggested i reach out",
+        "suggested i connect", "suggested that i", "fellow alum", "fellow alumni", "fellow alumnus", "fellow graduate",
+        "classmate", "classmates", "worked together", "former colleague", "your talk", "your presentation",
+        "your session", "your keynote", "your article", "same team", "same school", "same university", "same class",
+        "introduced us", "introduced me", "remember me", "long time", "nos conocimos", "nous nous sommes rencontrés",
+        "kennengelernt", "nos conhecemos", "ci siamo conosciuti",
+    ),
+}
+
+
+def _build_phrase_index() -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    index: dict[str, list[str]] = {}
+    for signal, phrases in LEXICONS.items():
+        for phrase in phrases:
+            key = " ".join(_TOKEN.findall(phrase.lower()))
+            index.setdefault(key, [])
+            if signal not in index[key]:
+                index[key].append(signal)
+    starts = frozenset(k.split(" ")[0] for k in index if " " in k)
+    return {k: tuple(v) for k, v in index.items()}, starts
+
+
+_PHRASES, _PHRASE_STARTS = _build_phrase_index()
+_SELF_WORDS = frozenset("i i'm i've i'll me my mine we we're we've our ours us".split())
+_YOU_WORDS = frozenset("you you're you've your yours u ur".split())
+_SHORTENERS = frozenset({
+    "bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rb.gy", "cutt.ly", "shorturl.at",
+    "tiny.cc", "rebrand.ly", "bl.ink", "s.id", "t.ly", "v.gd", "shorte.st", "linktr.ee",
+})
+_OFFPLATFORM_DOMAINS = frozenset({"wa.me", "t.me", "api.whatsapp.com", "chat.whatsapp.com", "telegram.me"})
+_MEETING_DOMAINS = ("calendly.com", "meetings.hubspot.com", "savvycal.com", "cal.com", "chilipiper.com", "zcal.co")
+_MONEY_RX = re.compile(r"[$€£₦₹]\s?\d|\d\s?(?:usd|eur|gbp|k\b|%)|b[i1!]tc[o0]in|cr[yi]pt[o0]")
+_MERGE_RX = re.compile(
+    r"%[A-Za-z_]{3,}%|\{\{?\s*[A-Za-z_ ]{3,30}\s*\}\}?|\[(?:insert|your|company|first|name|prospect|recipient)[^\]]{0,30}\]"
+    r"|<<\s*\w+\s*>>|\*\|[A-Z_]+\|\*",
+    re.IGNORECASE,
+)
+_INITIAL_SALUTATION_RX = re.compile(
+    r"\W{0,3}(?:hi|hello|hey|dear|good\s+\w+)\s+[A-Z][\w'-]+\s+[A-Z]\.(?:\s|,|!|$)", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the signals read off one prepared item, computed once."""
+
+    prepared: Prepared
+    counts: Counter[str]
+    n_self: int
+    n_you: int
+    n_recipient_questions: int
+
+
+def gather_evidence(p: Prepared) -> Evidence:
+    low = p.raw.lower()
+    tokens = [t for t in _TOKEN.findall(low.replace("'", "").replace("’", ""))]
+    counts: Counter[str] = Counter()
+    phrases, starts = _PHRASES, _PHRASE_STARTS
+    n_tok = len(tokens)
+    for i, tok in enumerate(tokens):
+        hit = phrases.get(tok)
+        if hit:
+            counts.update(hit)
+        if tok in starts:
+            key = tok
+            for j in range(i + 1, min(i + _MAX_PHRASE, n_tok)):
+                key = f"{key} {tokens[j]}"
+                hit = phrases.get(key)
+                if hit:
+                    counts.update(hit)
+    words = _TOKEN.findall(low)
+    n_self = sum(1 for w in words if w in _SELF_WORDS)
+    n_you = sum(1 for w in words if w in _YOU_WORDS)
+    counts["money_crypto_terms"] += len(_MONEY_RX.findall(low))
+    counts["offplatform_contact"] += p.n_phones + p.n_emails + sum(d in _OFFPLATFORM_DOMAINS for d in p.domains)
+    counts["meeting_request"] += sum(d.endswith(_MEETING_DOMAINS) for d in p.domains)
+    n_q = 0
+    if "?" in low:
+        n_q = sum(1 for q in re.split(r"[.!\n]", low) if "?" in q and _YOU_WORDS.intersection(_TOKEN.findall(q)))
+    return Evidence(p, counts, n_self, n_you, n_q)
+
+
+def _sat(n: float, cap: float) -> float:
+    """Saturating scale: 0 at 0, 1 at `cap` and above."""
+    return min(n, cap) / cap
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A named, human-described feature computed from an item's evidence."""
+
+    name: str
+    description: str
+    compute: Callable[[Evidence], float]
+
+
+def _lexicon(name: str, cap: float) -> Callable[[Evidence], float]:
+    return lambda e: _sat(e.counts[name], cap)
+
+
+def _focus(e: Evidence, mine: bool) -> float:
+    total = e.n_self + e.n_you
+    if total < 3:
+        return 0.0
+    return (e.n_self if mine else e.n_you) / total
+
+
+def _caps_density(e: Evidence) -> float:
+    letters = [c for c in e.prepared.raw if c.isalpha()]
+    if len(letters) < 20:
+        return 0.0
+    return sum(c.isupper() for c in letters) / len(letters)
+
+
+def _within_day(e: Evidence) -> bool:
+    m = e.prepared.item.minutes_since_connected
+    return e.prepared.item.kind == "message" and m is not None and m <= 1440
+
+
+def _meta(flag: Callable[[Item], bool]) -> Callable[[Evidence], float]:
+    return lambda e: 1.0 if flag(e.prepared.item) else 0.0
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("link_count", "links in the text (0 none, 1 at three or more)", lambda e: _sat(len(e.prepared.domains), 3)),
+    Signal("shortened_link", "a link through a URL shortener (bit.ly, tinyurl, ...)",
+           lambda e: 1.0 if any(d in _SHORTENERS for d in e.prepared.domains) else 0.0),
+    Signal("offplatform_contact", "asks to move off LinkedIn: WhatsApp, Telegram, a phone number or an e-mail address",
+           _lexicon("offplatform_contact", 2)),
+    Signal("money_crypto_terms", "money, crypto, trading or income vocabulary", _lexicon("money_crypto_terms", 4)),
+    Signal("fee_payment_request", "asks for a fee, a payment, a deposit or bank details", _lexicon("fee_payment_request", 2)),
+    Signal("meeting_request", "asks for a call, a demo or a meeting (calendar links, '15 minutes')", _lexicon("meeting_request", 2)),
+    Signal("self_promotion_ask", "asks to review, rate, subscribe, register, follow, vote or refer; promotes a podcast, webinar or newsletter",
+           _lexicon("self_promotion_ask", 3)),
+    Signal("template_marker", "unfilled merge tokens or bracket placeholders such as %FIRSTNAME% or [insert company name]",
+           lambda e: 1.0 if _MERGE_RX.search(e.prepared.raw) else 0.0),
+    Signal("salutation_with_initial", "greets the recipient by first name plus an initial, as a profile scraper would ('Hi Gary A.')",
+           lambda e: 1.0 if _INITIAL_SALUTATION_RX.match(e.prepared.item.text) else 0.0),
+    Signal("generic_flattery", "generic flattery about the recipient's profile ('impressed with your profile')",
+           _lexicon("generic_flattery", 2)),
+    Signal("sales_language", "vendor vocabulary: 'we help', 'our clients', leads, solutions, offer", _lexicon("sales_language", 4)),
+    Signal("self_focus", "share of first-person words (I, we, our) among first- and second-person words", lambda e: _focus(e, True)),
+    Signal("you_focus", "share of second-person words (you, your) among first- and second-person words", lambda e: _focus(e, False)),
+    Signal("questions_about_recipient", "questions addressed to the recipient (1 at three or more)",
+           lambda e: _sat(e.n_recipient_questions, 3)),
+    Signal("exclamation_density", "exclamation marks per 100 characters (1 at five or more)",
+           lambda e: _sat(100 * e.prepared.raw.count("!") / max(len(e.prepared.raw), 20), 5)),
+    Signal("caps_density", "share of capital letters among letters", _caps_density),
+    Signal("length", "text length on a log scale (0 empty, 1 at 1,500 characters)",
+           lambda e: min(math.log1p(len(e.prepared.raw.strip())) / math.log1p(1500), 1.0)),
+    Signal("empty_note", "a connection request with no note",
+           lambda e: 1.0 if e.prepared.item.kind == "invite" and len(e.prepared.raw.strip()) < 3 else 0.0),
+    Signal("followup_language", "follow-up or bump wording ('just following up', 'top of your inbox')", _lexicon("followup_language", 2)),
+    Signal("urgency", "pressure and urgency ('urgent', 'act now', 'account will be suspended')", _lexicon("urgency", 2)),
+    Signal("credential_request", "asks for a password, a code, an ID, a passport or card details, or to verify an account",
+           _lexicon("credential_request", 2)),
+    Signal("romance_terms", "romance-scam vocabulary (dear, beautiful, lonely, widow, honest friendship)", _lexicon("romance_terms", 3)),
+    Signal("easy_money_job", "easy-money job wording (work from home, per day, side income, be your own boss)",
+           _lexicon("easy_money_job", 3)),
+    Signal("pleasantry", "congratulations, thanks for connecting, birthday wishes", _lexicon("pleasantry", 2)),
+    Signal("shared_context", "mentions a real shared context: met at, mutual friend, alumni, worked together", _lexicon("shared_context", 2)),
+    Signal("names_recipient_or_sender", "the text names the sender or the recipient", lambda e: _sat(e.prepared.masked_names, 2)),
+    Signal("no_photo", "sender has no profile photo (known from metadata)", _meta(lambda i: i.sender_has_photo is False)),
+    Signal("has_photo", "sender has a profile photo (known from metadata)", _meta(lambda i: i.sender_has_photo is True)),
+    Signal("few_connections", "sender has fewer than 50 connections (known from metadata)",
+           _meta(lambda i: i.sender_connections is not None and i.sender_connections < 50)),
+    Signal("many_connections", "sender has 150 or more connections (known from metadata)",
+           _meta(lambda i: i.sender_connections is not None and i.sender_connections >= 150)),
+    Signal("new_account", "sender's account is under 30 days old (known from metadata)",
+           _meta(lambda i: i.sender_account_age_days is not None and i.sender_account_age_days < 30)),
+    Signal("established_account", "sender's account is over a year old (known from metadata)",
+           _meta(lambda i: i.sender_account_age_days is not None and i.sender_account_age_days >= 365)),
+    Signal("no_mutual_connections", "no mutual connections (known from metadata)", _meta(lambda i: i.mutual_connections == 0)),
+    Signal("has_mutual_connections", "at least one mutual connection (known from metadata)",
+           _meta(lambda i: i.mutual_connections is not None and i.mutual_connections > 0)),
+    Signal("message_within_day_of_connecting", "a message within a day of connecting", lambda e: 1.0 if _within_day(e) else 0.0),
+    Signal("pitch_within_day_of_connecting", "sales or meeting wording within a day of connecting",
+           lambda e: 1.0 if _within_day(e) and (e.counts["sales_language"] or e.counts["meeting_request"]) else 0.0),
+    Signal("unanswered_followups", "earlier messages from this sender left unanswered (1 at three or more)",
+           lambda e: _sat(e.prepared.item.prior_unanswered or 0, 3)),
+)
+SIGNAL_NAMES = tuple(s.name for s in SIGNALS)
+SIGNAL_DESCRIPTIONS = {s.name: s.description for s in SIGNALS}
+
+
+def signal_values(prepared: Prepared) -> list[float]:
+    """The named signals of one prepared item, in `SIGNALS` order."""
+    evidence = gather_evidence(prepared)
+    return [float(s.compute(evidence)) for s in SIGNALS]
+
+
+# --------------------------------------------------------------------------------------
+# The featurizer: a scikit-learn transformer
+# --------------------------------------------------------------------------------------
+
+
+def _fit_block(docs: Iterable[list[str]], min_df: int, max_features: int) -> tuple[dict[str, int], np.ndarray]:
+    df: Counter[str] = Counter()
+    n_docs = 0
+    for grams in docs:
+        n_docs += 1
+        df.update(set(grams))
+    kept = [(g, n) for g, n in df.items() if n >= min_df]
+    kept.sort(key=lambda gn: (-gn[1], gn[0]))
+    kept = sorted(kept[:max_features])
+    vocab = {g: i for i, (g, _) in enumerate(kept)}
+    idf = np.array([math.log((1 + n_docs) / (1 + n)) + 1.0 for _, n in kept], dtype=np.float64)
+    return vocab, idf
+
+
+def _tfidf(grams: list[str], vocab: dict[str, int], idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sublinear TF-IDF of one document's n-grams, L2-normalised: (indices, values)."""
+    counts = Counter(grams)
+    get = vocab.get
+    cols = np.array([get(g, -1) for g in counts], dtype=np.int64)
+    keep = cols >= 0
+    if not keep.any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    idx = cols[keep]
+    vals = (1.0 + np.log(np.array(list(counts.values()), dtype=np.float64)[keep])) * idf[idx]
+    return idx, vals / np.sqrt(vals @ vals)
+
+
+class ItemFeaturizer(TransformerMixin, BaseEstimator):
+    """Items -> sparse [word TF-IDF | char TF-IDF | signals]; fit learns vocabularies and idf."""
+
+    def __init__(self, word_min_df: int = 2, char_min_df: int = 3, word_max_features: int = 40_000,
+                 char_max_features: int = 80_000, use_words: bool = True, use_chars: bool = True,
+                 use_signals: bool = True):
+        self.word_min_df = word_min_df
+        self.char_min_df = char_min_df
+        self.word_max_features = word_max_features
+        self.char_max_features = char_max_features
+        self.use_words = use_words
+        self.use_chars = use_chars
+        self.use_signals = use_signals
+
+    def fit(self, items: Sequence[Item], y: Any = None) -> ItemFeaturizer:
+        norms = [prepare(it).norm for it in items]
+        empty: tuple[dict[str, int], np.ndarray] = ({}, np.zeros(0))
+        self.word_vocab_, self.word_idf_ = (
+            _fit_block((word_ngrams(n) for n in norms), self.word_min_df, self.word_max_features) if self.use_words else empty
+        )
+        self.char_vocab_, self.char_idf_ = (
+            _fit_block((char_ngrams(n) for n in norms), self.char_min_df, self.char_max_features) if self.use_chars else empty
+        )
+        self.n_signals_ = len(SIGNALS) if self.use_signals else 0
+        self.n_features_out_ = len(self.word_vocab_) + len(self.char_vocab_) + self.n_signals_
+        return self
+
+    def row(self, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and values of one prepared item (the one per-item code path)."""
+        idx: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        offset = 0
+        if self.use_words:
+            i, v = _tfidf(word_ngrams(prepared.norm), self.word_vocab_, self.word_idf_)
+            idx.append(i)
+            vals.append(v)
+            offset += len(self.word_vocab_)
+        if self.use_chars:
+            i, v = _tfidf(char_ngrams(prepared.norm), self.char_vocab_, self.char_idf_)
+            idx.append(i + offset)
+            vals.append(v)
+            offset += len(self.char_vocab_)
+        if self.use_signals:
+            sig = np.asarray(signal_values(prepared))
+            nz = np.flatnonzero(sig)
+            idx.append(nz + offset)
+            vals.append(sig[nz])
+        return np.concatenate(idx), np.concatenate(vals)
+
+    def transform(self, items: Sequence[Item]) -> sp.csr_matrix:
+        rows = [self.row(prepare(it)) for it in items]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum([len(i) for i, _ in rows])
+        indices = np.concatenate([i for i, _ in rows]) if rows else np.zeros(0, dtype=np.int64)
+        data = np.concatenate([v for _, v in rows]) if rows else np.zeros(0)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.n_features_out_))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        names = [f"word:{g}" for g in sorted(self.word_vocab_, key=self.word_vocab_.__getitem__)]
+        names += [f"char:{g}" for g in sorted(self.char_vocab_, key=self.char_vocab_.__getitem__)]
+        if self.use_signals:
+            names += [f"signal:{n}" for n in SIGNAL_NAMES]
+        return np.asarray(names, dtype=object)
+
+
+def items_from_records(records: Iterable[Mapping[str, Any]]) -> list[Item]:
+    """Items from dict-like rows (raises ValueError naming the row and field)."""
+    out = []
+    for n, rec in enumerate(records, 1):
+        try:
+            out.append(Item.from_mapping(rec))
+        except ValueError as exc:
+            raise ValueError(f"row {n}: {exc}") from None
+    return out
