@@ -63,8 +63,9 @@ def resolve_version_dir(model_dir: Path) -> Path:
         return model_dir
     pointer = model_dir / POINTER_FILE
     if not pointer.is_file():
-        raise ModelError(f"no model in {model_dir}: neither {MANIFEST_FILE} nor {POINTER_FILE} found; "
-                         "train one with `triage train`")
+        raise ModelError(
+            f"no model in {model_dir}: neither {MANIFEST_FILE} nor {POINTER_FILE} found; train one with `triage train`"
+        )
     name = pointer.read_text(encoding="utf-8").strip()
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ModelError(f"{pointer} names an invalid version {name!r}")
@@ -93,13 +94,17 @@ def load_model(model_dir: Path) -> TriageModel:
         raise ModelError(f"{artifact} is missing")
     actual = sha256_file(artifact)
     if actual != manifest["artifact_sha256"]:
-        raise ModelError(f"{artifact} does not match its manifest (sha256 {actual[:12]}... != "
-                         f"{str(manifest['artifact_sha256'])[:12]}...): refusing to unpickle it")
+        raise ModelError(
+            f"{artifact} does not match its manifest (sha256 {actual[:12]}... != "
+            f"{str(manifest['artifact_sha256'])[:12]}...): refusing to unpickle it"
+        )
     trained_with = str(manifest.get("versions", {}).get("scikit_learn", ""))
     if _minor(trained_with) != _minor(sklearn.__version__):
-        raise ModelError(f"model {manifest.get('version')} was trained with scikit-learn {trained_with}, "
-                         f"this is {sklearn.__version__}: retrain with `triage train` (or install "
-                         f"scikit-learn=={trained_with})")
+        raise ModelError(
+            f"model {manifest.get('version')} was trained with scikit-learn {trained_with}, "
+            f"this is {sklearn.__version__}: retrain with `triage train` (or install "
+            f"scikit-learn=={trained_with})"
+        )
     payload = joblib.load(artifact)
     thresholds = Thresholds(**manifest.get("thresholds", {}))
     return TriageModel(payload["pipeline"], thresholds, manifest)

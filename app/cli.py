@@ -42,8 +42,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "test_report" in result.extra:
         print(format_report(f"independent test file {test_file}", result.extra["test_report"]))
     m = result.manifest
-    print(f"temperature {m['temperature']:.3f}; thresholds review {m['thresholds']['review']:.2f}, "
-          f"spam {m['thresholds']['spam']:.2f}; {m['n_features']} features")
+    print(
+        f"temperature {m['temperature']:.3f}; thresholds review {m['thresholds']['review']:.2f}, "
+        f"spam {m['thresholds']['spam']:.2f}; {m['n_features']} features"
+    )
     print(f"saved {m['version']} to {result.extra['path']} in {elapsed:.1f} s")
     return 0
 
@@ -61,9 +63,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_report(f"{model.version} on {data}", report))
     out = Path(args.report) if args.report else settings.reports_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"model_version": model.version, "data": str(data), "independent_test": report,
-               "grouped_cv": model.manifest.get("metrics", {}).get("grouped_cv"),
-               "thresholds": model.manifest.get("thresholds")}
+    payload = {
+        "model_version": model.version,
+        "data": str(data),
+        "independent_test": report,
+        "grouped_cv": model.manifest.get("metrics", {}).get("grouped_cv"),
+        "thresholds": model.manifest.get("thresholds"),
+    }
     out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0
@@ -78,6 +84,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     verdict = model.score_item(item)
     if args.json:
         from dataclasses import asdict
+
         print(json.dumps(asdict(verdict), indent=2, ensure_ascii=False))
         return 0
     print(verdict.summary)
@@ -99,8 +106,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="triage", description="Triage LinkedIn invites and messages: "
-                                     "genuine, sales_pitch or spam, with the evidence.")
+    parser = argparse.ArgumentParser(
+        prog="triage", description="Triage LinkedIn invites and messages: genuine, sales_pitch or spam, with the evidence."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on the corpus and save a new version")

@@ -36,11 +36,19 @@ def compare_models(data_dir: Path, out: Path, print_fn: Callable[[str], None] = 
         t = fit_temperature(cv.decision, y)
         proba = softmax(cv.decision / t)
         report = classification_report(proba, y, choose_thresholds(proba, y))
-        results[name] = {"params": params, "macro_f1": report["macro_f1"], "accuracy": report["accuracy"],
-                         "genuine_as_spam_rate": report["genuine_as_spam_rate"], "brier": report["brier"],
-                         "needs_review_rate": report["needs_review_rate"], "seconds": round(time.perf_counter() - start, 1)}
-        print_fn(f"{name:<30} macro-F1 {report['macro_f1']:.3f}  genuine->spam {report['genuine_as_spam_rate']:.2%}  "
-                 f"brier {report['brier']:.3f}  review {report['needs_review_rate']:.1%}  ({results[name]['seconds']} s)")
+        results[name] = {
+            "params": params,
+            "macro_f1": report["macro_f1"],
+            "accuracy": report["accuracy"],
+            "genuine_as_spam_rate": report["genuine_as_spam_rate"],
+            "brier": report["brier"],
+            "needs_review_rate": report["needs_review_rate"],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        print_fn(
+            f"{name:<30} macro-F1 {report['macro_f1']:.3f}  genuine->spam {report['genuine_as_spam_rate']:.2%}  "
+            f"brier {report['brier']:.3f}  review {report['needs_review_rate']:.1%}  ({results[name]['seconds']} s)"
+        )
     payload = {"split": "GroupKFold(5) by archetype", "rows": len(frame), "candidates": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -22,38 +22,201 @@ from app.features import ITEM_FIELDS
 
 LABELS = ("genuine", "sales_pitch", "spam")
 CORPUS_COLUMNS = (
-    "id", "label", "kind", "text", "sender_name", "sender_headline", "sender_connections", "mutual_connections",
-    "sender_has_photo", "sender_account_age_days", "recipient_name", "minutes_since_connected", "prior_unanswered",
-    "archetype", "language", "source",
+    "id",
+    "label",
+    "kind",
+    "text",
+    "sender_name",
+    "sender_headline",
+    "sender_connections",
+    "mutual_connections",
+    "sender_has_photo",
+    "sender_account_age_days",
+    "recipient_name",
+    "minutes_since_connected",
+    "prior_unanswered",
+    "archetype",
+    "language",
+    "source",
 )
-INT_COLUMNS = ("sender_connections", "mutual_connections", "sender_account_age_days", "minutes_since_connected",
-               "prior_unanswered")
+INT_COLUMNS = (
+    "sender_connections",
+    "mutual_connections",
+    "sender_account_age_days",
+    "minutes_since_connected",
+    "prior_unanswered",
+)
 CORPUS_FILE = "corpus.csv"
 TEST_FILE = "test.csv"
 
 FIRST_NAMES = (
-    "Gary", "Aisha", "Chinedu", "Ngozi", "Oluwaseun", "Priya", "Rahul", "Ananya", "Vikram", "Wanjiru", "Kamau",
-    "Achieng", "Jonas", "Lena", "Matthias", "Sofia", "Mateo", "Camila", "Lucas", "Beatriz", "Juan", "Marie",
-    "Antoine", "Giulia", "Marco", "Emily", "Michael", "Jessica", "Tyler", "Mei", "Wei", "Hiroshi", "Yuki", "Fatima",
-    "Omar", "Kwame", "Abena", "Tunde", "Siddharth", "Deepika", "Thabo", "Zanele", "Maria", "José", "Ivan", "Olga",
-    "Sanjay", "Nkechi", "Emeka", "Grace", "David", "Sarah", "Ahmed", "Layla", "Daniel", "Chloe", "Arjun", "Kavya",
+    "Gary",
+    "Aisha",
+    "Chinedu",
+    "Ngozi",
+    "Oluwaseun",
+    "Priya",
+    "Rahul",
+    "Ananya",
+    "Vikram",
+    "Wanjiru",
+    "Kamau",
+    "Achieng",
+    "Jonas",
+    "Lena",
+    "Matthias",
+    "Sofia",
+    "Mateo",
+    "Camila",
+    "Lucas",
+    "Beatriz",
+    "Juan",
+    "Marie",
+    "Antoine",
+    "Giulia",
+    "Marco",
+    "Emily",
+    "Michael",
+    "Jessica",
+    "Tyler",
+    "Mei",
+    "Wei",
+    "Hiroshi",
+    "Yuki",
+    "Fatima",
+    "Omar",
+    "Kwame",
+    "Abena",
+    "Tunde",
+    "Siddharth",
+    "Deepika",
+    "Thabo",
+    "Zanele",
+    "Maria",
+    "José",
+    "Ivan",
+    "Olga",
+    "Sanjay",
+    "Nkechi",
+    "Emeka",
+    "Grace",
+    "David",
+    "Sarah",
+    "Ahmed",
+    "Layla",
+    "Daniel",
+    "Chloe",
+    "Arjun",
+    "Kavya",
 )
 LAST_NAMES = (
-    "Anderson", "Okafor", "Adeyemi", "Sharma", "Iyer", "Kariuki", "Otieno", "Müller", "Schmidt", "García", "López",
-    "Silva", "Santos", "Dubois", "Rossi", "Bianchi", "Johnson", "Nguyen", "Chen", "Tanaka", "Khan", "Mensah",
-    "Balogun", "Patel", "Reddy", "Dlamini", "Petrova", "Kowalski", "Williams", "Brown", "Hassan", "Mwangi", "Obi",
+    "Anderson",
+    "Okafor",
+    "Adeyemi",
+    "Sharma",
+    "Iyer",
+    "Kariuki",
+    "Otieno",
+    "Müller",
+    "Schmidt",
+    "García",
+    "López",
+    "Silva",
+    "Santos",
+    "Dubois",
+    "Rossi",
+    "Bianchi",
+    "Johnson",
+    "Nguyen",
+    "Chen",
+    "Tanaka",
+    "Khan",
+    "Mensah",
+    "Balogun",
+    "Patel",
+    "Reddy",
+    "Dlamini",
+    "Petrova",
+    "Kowalski",
+    "Williams",
+    "Brown",
+    "Hassan",
+    "Mwangi",
+    "Obi",
 )
 COMPANIES = (
-    "Acme Corp", "Infosys", "Flutterwave", "Safaricom", "Siemens", "Nubank", "Globex", "Initech", "Northwind",
-    "Paystack", "Zoho", "Andela", "Delivery Hero", "MercadoLibre", "Contoso", "Wipro", "Interswitch", "Jumia",
-    "BrightPath Analytics", "Helios Health", "Kestrel Logistics", "Bluefin Capital", "Lumen Labs", "TechNova",
+    "Acme Corp",
+    "Infosys",
+    "Flutterwave",
+    "Safaricom",
+    "Siemens",
+    "Nubank",
+    "Globex",
+    "Initech",
+    "Northwind",
+    "Paystack",
+    "Zoho",
+    "Andela",
+    "Delivery Hero",
+    "MercadoLibre",
+    "Contoso",
+    "Wipro",
+    "Interswitch",
+    "Jumia",
+    "BrightPath Analytics",
+    "Helios Health",
+    "Kestrel Logistics",
+    "Bluefin Capital",
+    "Lumen Labs",
+    "TechNova",
 )
-CITIES = ("Lagos", "Bangalore", "Nairobi", "Berlin", "Phoenix", "São Paulo", "Manila", "Accra", "Pune", "Madrid",
-          "Toronto", "London", "Lisbon", "Milan", "Cape Town", "Mexico City", "Dubai", "Hyderabad")
-SCHOOLS = ("University of Lagos", "IIT Bombay", "University of Nairobi", "TU Munich", "Arizona State University",
-           "USP", "Ateneo de Manila", "Makerere University", "Bocconi", "McGill", "Anna University", "UCT")
-EVENTS = ("Web Summit", "the DevFest meetup", "AfricArena", "the PMI chapter meeting", "SaaStr", "PyCon",
-          "the HR Tech conference", "GITEX", "the Fintech Week panel", "TechCrunch Disrupt", "the alumni mixer")
+CITIES = (
+    "Lagos",
+    "Bangalore",
+    "Nairobi",
+    "Berlin",
+    "Phoenix",
+    "São Paulo",
+    "Manila",
+    "Accra",
+    "Pune",
+    "Madrid",
+    "Toronto",
+    "London",
+    "Lisbon",
+    "Milan",
+    "Cape Town",
+    "Mexico City",
+    "Dubai",
+    "Hyderabad",
+)
+SCHOOLS = (
+    "University of Lagos",
+    "IIT Bombay",
+    "University of Nairobi",
+    "TU Munich",
+    "Arizona State University",
+    "USP",
+    "Ateneo de Manila",
+    "Makerere University",
+    "Bocconi",
+    "McGill",
+    "Anna University",
+    "UCT",
+)
+EVENTS = (
+    "Web Summit",
+    "the DevFest meetup",
+    "AfricArena",
+    "the PMI chapter meeting",
+    "SaaStr",
+    "PyCon",
+    "the HR Tech conference",
+    "GITEX",
+    "the Fintech Week panel",
+    "TechCrunch Disrupt",
+    "the alumni mixer",
+)
 EMOJI = ("🙂", "🙏", "🚀", "👍", "🔥", "😊", "✨", "💯", "🎉", "👋")
 
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
@@ -69,10 +232,15 @@ def fill_placeholders(text: str, rng: random.Random) -> tuple[str, dict[str, str
     recipient = (rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES))
     sender = (rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES))
     values = {
-        "RECIPIENT": recipient[0], "RECIPIENT_FULL": f"{recipient[0]} {recipient[1]}",
-        "RECIPIENT_INITIAL": f"{recipient[0]} {recipient[1][0]}.", "SENDER": sender[0],
-        "SENDER_FULL": f"{sender[0]} {sender[1]}", "COMPANY": rng.choice(COMPANIES),
-        "SENDER_COMPANY": rng.choice(COMPANIES), "CITY": rng.choice(CITIES), "SCHOOL": rng.choice(SCHOOLS),
+        "RECIPIENT": recipient[0],
+        "RECIPIENT_FULL": f"{recipient[0]} {recipient[1]}",
+        "RECIPIENT_INITIAL": f"{recipient[0]} {recipient[1][0]}.",
+        "SENDER": sender[0],
+        "SENDER_FULL": f"{sender[0]} {sender[1]}",
+        "COMPANY": rng.choice(COMPANIES),
+        "SENDER_COMPANY": rng.choice(COMPANIES),
+        "CITY": rng.choice(CITIES),
+        "SCHOOL": rng.choice(SCHOOLS),
         "EVENT": rng.choice(EVENTS),
     }
     used: set[str] = set()
@@ -161,8 +329,9 @@ def build_rows(authored: Iterable[tuple[str, int, dict[str, Any]]], copies: floa
                         aug[col] = max(0, row[col] + rng.randint(-3, 3) * max(1, row[col] // 10))
             if not ops:
                 continue
-            aug.update(text=text, source=f"augmented:{hand}:{'+'.join(ops)}",
-                       **{k2: v for k2, v in people.items() if not row.get(k2)})
+            aug.update(
+                text=text, source=f"augmented:{hand}:{'+'.join(ops)}", **{k2: v for k2, v in people.items() if not row.get(k2)}
+            )
             out.append(aug)
     return out
 
@@ -196,7 +365,9 @@ def build_corpus(data_dir: Path, copies: float = 1.4) -> tuple[pd.DataFrame, pd.
 
 def read_corpus(path: Path) -> pd.DataFrame:
     """Read a corpus CSV (the columns above; metadata may be empty = unknown)."""
-    frame = pd.read_csv(path, dtype={"text": str, "id": str}, keep_default_na=False, na_values={c: [""] for c in CORPUS_COLUMNS if c != "text"})
+    frame = pd.read_csv(
+        path, dtype={"text": str, "id": str}, keep_default_na=False, na_values={c: [""] for c in CORPUS_COLUMNS if c != "text"}
+    )
     frame["text"] = frame["text"].fillna("")
     missing = [c for c in ("label", "text") if c not in frame.columns]
     if missing:

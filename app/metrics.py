@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +24,17 @@ def reliability_table(proba: np.ndarray, y: np.ndarray, bins: int = 10) -> list[
     hit = proba.argmax(axis=1) == y
     edges = np.linspace(1 / len(LABELS), 1.0, bins + 1)
     rows = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         mask = (top >= lo) & ((top < hi) | (hi == 1.0))
         if mask.any():
-            rows.append({"bin": f"{lo:.2f}-{hi:.2f}", "count": int(mask.sum()),
-                         "mean_confidence": round(float(top[mask].mean()), 4),
-                         "accuracy": round(float(hit[mask].mean()), 4)})
+            rows.append(
+                {
+                    "bin": f"{lo:.2f}-{hi:.2f}",
+                    "count": int(mask.sum()),
+                    "mean_confidence": round(float(top[mask].mean()), 4),
+                    "accuracy": round(float(hit[mask].mean()), 4),
+                }
+            )
     return rows
 
 
@@ -45,9 +51,16 @@ def classification_report(proba: np.ndarray, y: np.ndarray, thresholds: Threshol
     n_gen = max(int(genuine.sum()), 1)
     confident = ~review
     report = {
-        "n": int(len(y)),
-        "per_class": {lab: {"precision": round(float(p[k]), 4), "recall": round(float(r[k]), 4),
-                            "f1": round(float(f[k]), 4), "support": int(support[k])} for k, lab in enumerate(LABELS)},
+        "n": len(y),
+        "per_class": {
+            lab: {
+                "precision": round(float(p[k]), 4),
+                "recall": round(float(r[k]), 4),
+                "f1": round(float(f[k]), 4),
+                "support": int(support[k]),
+            }
+            for k, lab in enumerate(LABELS)
+        },
         "macro_f1": round(float(f.mean()), 4),
         "accuracy": round(float((pred == y).mean()), 4),
         "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": cm.tolist()},
@@ -64,15 +77,23 @@ def classification_report(proba: np.ndarray, y: np.ndarray, thresholds: Threshol
 
 def format_report(name: str, report: dict[str, Any]) -> str:
     """A report as a few readable lines."""
-    lines = [f"{name}: n={report['n']}  macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}  "
-             f"brier {report['brier']:.3f}  review {report['needs_review_rate']:.1%}"]
+    lines = [
+        f"{name}: n={report['n']}  macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}  "
+        f"brier {report['brier']:.3f}  review {report['needs_review_rate']:.1%}"
+    ]
     for lab, m in report["per_class"].items():
         lines.append(f"  {lab:<12} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  n={m['support']}")
     cm = report["confusion_matrix"]["rows_true_cols_pred"]
     lines.append("  confusion (rows true, cols pred: " + ", ".join(LABELS) + ")")
     lines += [f"    {lab:<12} " + " ".join(f"{v:5d}" for v in row) for lab, row in zip(LABELS, cm, strict=True)]
-    lines.append(f"  genuine filed as spam {report['genuine_as_spam_rate']:.2%}, as sales_pitch "
-                 f"{report['genuine_as_sales_pitch_rate']:.2%}")
-    lines.append("  reliability: " + "  ".join(f"{b['bin']}: conf {b['mean_confidence']:.2f} acc {b['accuracy']:.2f} "
-                                               f"(n={b['count']})" for b in report["reliability"]))
+    lines.append(
+        f"  genuine filed as spam {report['genuine_as_spam_rate']:.2%}, as sales_pitch "
+        f"{report['genuine_as_sales_pitch_rate']:.2%}"
+    )
+    lines.append(
+        "  reliability: "
+        + "  ".join(
+            f"{b['bin']}: conf {b['mean_confidence']:.2f} acc {b['accuracy']:.2f} (n={b['count']})" for b in report["reliability"]
+        )
+    )
     return "\n".join(lines)

@@ -155,8 +155,7 @@ class TriageModel:
     def score_items(self, items: Sequence[Item], n_reasons: int = 3) -> list[Verdict]:
         return [self.score_item(it, n_reasons) for it in items]
 
-    def _verdict(self, prepared: Prepared, idx: np.ndarray, vals: np.ndarray, decision: np.ndarray,
-                 n_reasons: int) -> Verdict:
+    def _verdict(self, prepared: Prepared, idx: np.ndarray, vals: np.ndarray, decision: np.ndarray, n_reasons: int) -> Verdict:
         proba = softmax(decision)
         v, review = decide(proba, self.thresholds)
         k = int(v[0])
@@ -167,8 +166,15 @@ class TriageModel:
             reasons = tuple(self._contribution(prepared, int(idx[i]), float(vals[i]), float(contrib[i])) for i in top)
         label = LABELS[k]
         scores = {lab: float(p) for lab, p in zip(LABELS, proba, strict=True)}
-        return Verdict(label, float(proba[k]), scores, bool(review[0]), reasons,
-                       self._summary(label, float(proba[k]), bool(review[0]), reasons), self.version)
+        return Verdict(
+            label,
+            float(proba[k]),
+            scores,
+            bool(review[0]),
+            reasons,
+            self._summary(label, float(proba[k]), bool(review[0]), reasons),
+            self.version,
+        )
 
     def _contribution(self, prepared: Prepared, j: int, value: float, contribution: float) -> Contribution:
         name = str(self.feature_names[j])
@@ -203,7 +209,8 @@ class TriageModel:
         for k, label in enumerate(LABELS):
             contrib = vals * self._weights_t[idx, k]
             order = np.argsort(-np.abs(contrib), kind="stable")
-            parts = tuple(self._contribution(prepared, int(idx[i]), float(vals[i]), float(contrib[i]))
-                          for i in order if contrib[i] != 0.0)
+            parts = tuple(
+                self._contribution(prepared, int(idx[i]), float(vals[i]), float(contrib[i])) for i in order if contrib[i] != 0.0
+            )
             classes.append(ClassExplanation(label, float(self._intercept[k]), float(decision[k]), parts))
         return Explanation(verdict, tuple(classes))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -24,8 +25,14 @@ from app.metrics import classification_report, label_indices
 from app.model import LABELS, Thresholds, TriageModel, softmax
 
 # The shipped configuration; `compare_models` records why it won.
-DEFAULT_PARAMS: dict[str, Any] = {"C": 10.0, "word_min_df": 2, "char_min_df": 3, "use_words": True,
-                                  "use_chars": True, "use_signals": True}
+DEFAULT_PARAMS: dict[str, Any] = {
+    "C": 10.0,
+    "word_min_df": 2,
+    "char_min_df": 3,
+    "use_words": True,
+    "use_chars": True,
+    "use_signals": True,
+}
 GENUINE_AS_SPAM_TARGET = 0.005  # on out-of-fold predictions, when choosing the spam threshold
 CONFIDENT_ACCURACY_TARGET = 0.97  # accuracy wanted on items that are not sent to review
 MAX_REVIEW_SHARE = 0.2
@@ -33,8 +40,13 @@ MAX_REVIEW_SHARE = 0.2
 
 def make_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
     p = {**DEFAULT_PARAMS, **(params or {})}
-    featurizer = ItemFeaturizer(word_min_df=p["word_min_df"], char_min_df=p["char_min_df"], use_words=p["use_words"],
-                                use_chars=p["use_chars"], use_signals=p["use_signals"])
+    featurizer = ItemFeaturizer(
+        word_min_df=p["word_min_df"],
+        char_min_df=p["char_min_df"],
+        use_words=p["use_words"],
+        use_chars=p["use_chars"],
+        use_signals=p["use_signals"],
+    )
     clf = LogisticRegression(C=p["C"], class_weight="balanced", max_iter=3000, tol=1e-5)
     return Pipeline([("features", featurizer), ("clf", clf)])
 
@@ -46,17 +58,29 @@ class CVResult:
     groups: int
 
 
-def grouped_oof(items: Sequence[Item], y: np.ndarray, groups: Sequence[str], params: dict[str, Any] | None = None,
-                folds: int = 5) -> CVResult:
+def grouped_oof(
+    items: Sequence[Item],
+    y: np.ndarray,
+    groups: Sequence[str],
+    params: dict[str, Any] | None = None,
+    folds: int = 5,
+    n_jobs: int = 2,
+) -> CVResult:
     """Out-of-fold decision values, folds holding whole archetypes out."""
     n_groups = len(set(groups))
     folds = min(folds, n_groups)
     decision = np.zeros((len(items), len(LABELS)))
     items = list(items)
     label_names = np.asarray(LABELS)[y]
-    for train_idx, test_idx in GroupKFold(n_splits=folds).split(items, y, groups):
+    splits = list(GroupKFold(n_splits=folds).split(items, y, groups))
+
+    def run_fold(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
         pipe = make_pipeline(params).fit([items[i] for i in train_idx], label_names[train_idx])
-        decision[test_idx] = _full_decision(pipe, [items[i] for i in test_idx])
+        return _full_decision(pipe, [items[i] for i in test_idx])
+
+    outputs = Parallel(n_jobs=n_jobs)(delayed(run_fold)(tr, te) for tr, te in splits)
+    for (_, test_idx), out in zip(splits, outputs, strict=True):
+        decision[test_idx] = out
     return CVResult(decision, folds, n_groups)
 
 
@@ -70,9 +94,11 @@ def _full_decision(pipe: Pipeline, items: Sequence[Item]) -> np.ndarray:
 
 def fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
     """The temperature T minimising the log loss of softmax(decision / T)."""
+
     def nll(t: float) -> float:
         p = softmax(decision / t)
         return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))))
+
     return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
 
 
@@ -104,6 +130,7 @@ def choose_thresholds(proba: np.ndarray, y: np.ndarray) -> Thresholds:
 
 def _decide_with(proba: np.ndarray, thresholds: Thresholds) -> tuple[np.ndarray, np.ndarray]:
     from app.model import decide
+
     return decide(proba, thresholds)
 
 
@@ -121,8 +148,9 @@ def sha256_frame(frame: pd.DataFrame) -> str:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -145,8 +173,9 @@ def load_training_frame(data_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def train_model(frame: pd.DataFrame, params: dict[str, Any] | None = None, folds: int = 5,
-                version: str | None = None) -> TrainResult:
+def train_model(
+    frame: pd.DataFrame, params: dict[str, Any] | None = None, folds: int = 5, version: str | None = None
+) -> TrainResult:
     """Cross-validate (grouped by archetype), calibrate, choose thresholds, fit on everything."""
     items = items_from_records(frame_items(frame))
     y = label_indices(frame["label"].tolist())
@@ -169,9 +198,12 @@ def train_model(frame: pd.DataFrame, params: dict[str, Any] | None = None, folds
         "params": {**DEFAULT_PARAMS, **(params or {})},
         "temperature": round(temperature, 6),
         "thresholds": {"review": thresholds.review, "spam": thresholds.spam},
-        "training_data": {"sha256": data_sha, "rows": int(len(frame)),
-                          "rows_by_label": {lab: int((frame["label"] == lab).sum()) for lab in LABELS},
-                          "archetypes": int(frame["archetype"].nunique())},
+        "training_data": {
+            "sha256": data_sha,
+            "rows": len(frame),
+            "rows_by_label": {lab: int((frame["label"] == lab).sum()) for lab in LABELS},
+            "archetypes": int(frame["archetype"].nunique()),
+        },
         "n_features": int(pipe[0].n_features_out_),
         "signals": SIGNAL_DESCRIPTIONS,
         "metrics": {"grouped_cv": _headline(cv_report)},
@@ -181,8 +213,16 @@ def train_model(frame: pd.DataFrame, params: dict[str, Any] | None = None, folds
 
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n", "macro_f1", "accuracy", "genuine_as_spam_rate", "genuine_as_sales_pitch_rate", "needs_review_rate",
-            "brier", "log_loss")
+    keys = (
+        "n",
+        "macro_f1",
+        "accuracy",
+        "genuine_as_spam_rate",
+        "genuine_as_sales_pitch_rate",
+        "needs_review_rate",
+        "brier",
+        "log_loss",
+    )
     return {k: report[k] for k in keys} | {"per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}}
 
 
@@ -193,8 +233,9 @@ def evaluate_frame(model: TriageModel, frame: pd.DataFrame) -> dict[str, Any]:
     return classification_report(proba, label_indices(frame["label"].tolist()), model.thresholds)
 
 
-def train_and_save(data_dir: Path, out_dir: Path, test_file: Path | None = None, params: dict[str, Any] | None = None,
-                   make_current: bool = True) -> TrainResult:
+def train_and_save(
+    data_dir: Path, out_dir: Path, test_file: Path | None = None, params: dict[str, Any] | None = None, make_current: bool = True
+) -> TrainResult:
     """Train on a data folder, evaluate on the independent test file if given, save a new version."""
     frame = load_training_frame(data_dir)
     result = train_model(frame, params)
