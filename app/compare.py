@@ -16,10 +16,13 @@ from app.train import choose_thresholds, fit_temperature, grouped_oof, load_trai
 
 CANDIDATES: dict[str, dict[str, Any]] = {
     "lr_words_chars_signals": {},
+    "lr_words_chars_no_signals": {"use_signals": False},
     "lr_words_signals": {"use_chars": False},
     "lr_chars_only": {"use_words": False, "use_signals": False},
     "lr_words_chars_signals_C1": {"C": 1.0},
+    "lr_words_chars_signals_C30": {"C": 30.0},
     "lr_words_chars_signals_C100": {"C": 100.0},
+    "linear_svc_words_chars_signals": {"model": "linear_svc", "C": 0.5},
 }
 
 

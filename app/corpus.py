@@ -227,8 +227,12 @@ def _rng(*parts: Any) -> random.Random:
     return random.Random(int(digest[:16], 16))
 
 
-def fill_placeholders(text: str, rng: random.Random) -> tuple[str, dict[str, str]]:
-    """Fill @@PLACEHOLDERS@@ with names from the pools; returns the text and the people named."""
+def fill_placeholders(text: str, rng: random.Random, fields: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
+    """Fill @@PLACEHOLDERS@@ with names from the pools, in the text and in the string `fields`.
+
+    Returns the text and a dict of filled fields: the given string fields, plus
+    recipient_name / sender_name when the text names those people.
+    """
     recipient = (rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES))
     sender = (rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES))
     values = {
@@ -250,11 +254,11 @@ def fill_placeholders(text: str, rng: random.Random) -> tuple[str, dict[str, str
         return values.get(m.group(1), m.group(0))
 
     filled = _PLACEHOLDER.sub(sub, text)
-    people = {}
+    people = {k: _PLACEHOLDER.sub(sub, v) for k, v in (fields or {}).items() if isinstance(v, str) and "@@" in v}
     if used & {"RECIPIENT", "RECIPIENT_FULL", "RECIPIENT_INITIAL"}:
-        people["recipient_name"] = values["RECIPIENT_FULL"]
+        people.setdefault("recipient_name", values["RECIPIENT_FULL"])
     if used & {"SENDER", "SENDER_FULL"}:
-        people["sender_name"] = values["SENDER_FULL"]
+        people.setdefault("sender_name", values["SENDER_FULL"])
     return filled, people
 
 
@@ -300,7 +304,17 @@ def _base_row(row: dict[str, Any], hand: str, row_id: str) -> dict[str, Any]:
     return out
 
 
-def build_rows(authored: Iterable[tuple[str, int, dict[str, Any]]], copies: float = 1.4) -> list[dict[str, Any]]:
+def _string_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in ("sender_name", "sender_headline", "recipient_name")}
+
+
+def _fillable(row: dict[str, Any], key: str) -> bool:
+    """A field may take a filled value when the author left it empty or wrote a placeholder in it."""
+    value = row.get(key)
+    return not value or (isinstance(value, str) and "@@" in value)
+
+
+def build_rows(authored: Iterable[tuple[str, int, dict[str, Any]]], copies: float = 0.5) -> list[dict[str, Any]]:
     """Corpus rows from (hand, line, authored row): each authored row once, plus augmented copies.
 
     `copies` is the mean number of augmented copies per authored row (deterministic).
@@ -309,13 +323,13 @@ def build_rows(authored: Iterable[tuple[str, int, dict[str, Any]]], copies: floa
     for hand, lineno, row in authored:
         rng = _rng(hand, lineno)
         base = _base_row(row, hand, f"{hand}-{lineno:04d}-0")
-        text, people = fill_placeholders(row["text"], rng)
-        base.update(text=text, **{k: v for k, v in people.items() if not row.get(k)})
+        text, people = fill_placeholders(row["text"], rng, _string_fields(row))
+        base.update(text=text, **{k: v for k, v in people.items() if _fillable(row, k)})
         out.append(base)
         n_copies = int(copies) + (1 if rng.random() < copies - int(copies) else 0)
         for k in range(1, n_copies + 1):
             aug = _base_row(row, hand, f"{hand}-{lineno:04d}-{k}")
-            text, people = fill_placeholders(row["text"], rng)
+            text, people = fill_placeholders(row["text"], rng, _string_fields(row))
             ops = ["names"] if "@@" in row["text"] else []
             for op in rng.sample(sorted(NOISE), k=rng.choice((1, 1, 2))):
                 new = NOISE[op](text, rng)
@@ -330,7 +344,7 @@ def build_rows(authored: Iterable[tuple[str, int, dict[str, Any]]], copies: floa
             if not ops:
                 continue
             aug.update(
-                text=text, source=f"augmented:{hand}:{'+'.join(ops)}", **{k2: v for k2, v in people.items() if not row.get(k2)}
+                text=text, source=f"augmented:{hand}:{'+'.join(ops)}", **{k2: v for k2, v in people.items() if _fillable(row, k2)}
             )
             out.append(aug)
     return out
@@ -353,7 +367,7 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def build_corpus(data_dir: Path, copies: float = 1.4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_corpus(data_dir: Path, copies: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build (training corpus, independent test set) frames from the authored files."""
     train = to_frame(build_rows(authored_rows(data_dir / "authored"), copies=copies))
     test_rows = []

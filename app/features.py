@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,12 @@ _STATIC = re.compile(
     ),
     re.IGNORECASE,
 )
+# Cheap pre-check: most notes hold nothing _STATIC would replace, and skipping it is faster.
+_STATIC_TRIGGER = re.compile(
+    r"[<&@]|://|www\.|\d[\d\s().-]{7,}\d|\.(?:com|net|org|io|co|ly|me|in|ng|ke|info|biz|xyz|app|link|gl|gd|cc|to|de|fr|es|"
+    r"it|br|uk|us|ai)\b",
+    re.IGNORECASE,
+)
 _HREF = re.compile(r"href\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
 _BLOCK_TAG = re.compile(r"<\s*/?\s*(?:br|p|div|li|tr|h\d)\b", re.IGNORECASE)
 _GREETING_NAME = re.compile(
@@ -226,6 +233,8 @@ def _replacements(text: str) -> tuple[list[tuple[int, int, str, str]], list[str]
     replaced: list[tuple[int, int, str, str]] = []
     domains: list[str] = []
     n_emails = n_phones = 0
+    if not _STATIC_TRIGGER.search(text):
+        return replaced, domains, n_emails, n_phones
     for m in _STATIC.finditer(text):
         kind, s = m.lastgroup, m.group(0)
         if kind == "tag":
@@ -315,13 +324,17 @@ def word_ngrams(norm: str) -> list[str]:
 
 
 def char_ngrams(norm: str) -> list[str]:
+    """Character n-grams over the text with white space folded to single spaces.
+
+    They may cross a word boundary ("d ac"), which keeps short phrases and spacing
+    tricks as evidence; a leading or trailing space marks a word edge.
+    """
     lo, hi = CHAR_NGRAMS
+    s = " " + " ".join(norm.split()) + " "
+    n_s = len(s)
     grams: list[str] = []
-    for word in norm.split():
-        w = f" {word} "
-        n_w = len(w)
-        for n in range(lo, min(hi, n_w) + 1):
-            grams += [w[i : i + n] for i in range(n_w - n + 1)]
+    for n in range(lo, hi + 1):
+        grams += [s[i : i + n] for i in range(n_s - n + 1)]
     return grams
 
 
@@ -338,7 +351,8 @@ def ngram_spans(prepared: Prepared, feature: str, limit: int = 5) -> list[tuple[
         core = gram.strip(" ")
         if not core:
             return []
-        pattern = ("(?<!\\S)" if gram.startswith(" ") else "") + re.escape(core) + ("(?!\\S)" if gram.endswith(" ") else "")
+        inner = r"\s+".join(re.escape(part) for part in core.split(" "))
+        pattern = ("(?<!\\S)" if gram.startswith(" ") else "") + inner + ("(?!\\S)" if gram.endswith(" ") else "")
     else:
         return []
     spans: list[tuple[int, int]] = []
@@ -842,6 +856,63 @@ LEXICONS: dict[str, tuple[str, ...]] = {
         "gefeliciteerd",
         "enhorabuena",
     ),
+    "mass_mailing_footer": (
+        "unsubscribe",
+        "opt out",
+        "opt-out",
+        "you are receiving this",
+        "you received this",
+        "sent via",
+        "sent with",
+        "powered by",
+        "manage preferences",
+        "manage your preferences",
+        "no longer wish",
+        "do not reply",
+        "noreply",
+        "no reply",
+        "this message was sent",
+        "click here",
+        "view in browser",
+        "tracking",
+        "reply stop",
+        "stop to end",
+        "se désinscrire",
+        "darse de baja",
+        "abmelden",
+        "descadastrar",
+        "annulla iscrizione",
+    ),
+    "generic_job_offer": (
+        "exciting opportunity",
+        "exciting opportunities",
+        "you have been selected",
+        "you are selected",
+        "hiring immediately",
+        "immediate start",
+        "remote position",
+        "job offer",
+        "vacancy",
+        "vacancies",
+        "apply now",
+        "high paying",
+        "flexible hours",
+        "weekly pay",
+        "daily pay",
+        "salary of",
+        "hr department",
+        "hr manager",
+        "recruitment team",
+        "online interview",
+        "interview on telegram",
+        "equipment",
+        "check to purchase",
+        "oferta de trabajo",
+        "offre d'emploi",
+        "stellenangebot",
+        "vaga",
+        "offerta di lavoro",
+    ),
     "shared_context": (
         "we met",
         "met you at",
@@ -1003,10 +1074,11 @@ def _focus(e: Evidence, mine: bool) -> float:
 
 
 def _caps_density(e: Evidence) -> float:
-    letters = [c for c in e.prepared.raw if c.isalpha()]
-    if len(letters) < 20:
+    raw = e.prepared.raw
+    n_letters = sum(map(str.isalpha, raw))
+    if n_letters < 20:
         return 0.0
-    return sum(c.isupper() for c in letters) / len(letters)
+    return sum(map(str.isupper, raw)) / n_letters
 
 
 def _within_day(e: Evidence) -> bool:
@@ -1112,6 +1184,16 @@ SIGNALS: tuple[Signal, ...] = (
         "mentions a real shared context: met at, mutual friend, alumni, worked together",
         _lexicon("shared_context", 2),
     ),
+    Signal(
+        "mass_mailing_footer",
+        "tool or mailing-list wording: unsubscribe, opt out, 'sent via', 'powered by'",
+        _lexicon("mass_mailing_footer", 2),
+    ),
+    Signal(
+        "generic_job_offer",
+        "a generic job offer: 'exciting opportunity', 'you have been selected', weekly pay",
+        _lexicon("generic_job_offer", 2),
+    ),
     Signal("names_recipient_or_sender", "the text names the sender or the recipient", lambda e: _sat(e.prepared.masked_names, 2)),
     Signal("no_photo", "sender has no profile photo (known from metadata)", _meta(lambda i: i.sender_has_photo is False)),
     Signal("has_photo", "sender has a profile photo (known from metadata)", _meta(lambda i: i.sender_has_photo is True)),
@@ -1186,7 +1268,7 @@ def _tfidf(grams: list[str], vocab: dict[str, int], idf: np.ndarray) -> tuple[np
     """Sublinear TF-IDF of one document's n-grams, L2-normalised: (indices, values)."""
     counts = Counter(grams)
     get = vocab.get
-    cols = np.array([get(g, -1) for g in counts], dtype=np.int64)
+    cols = np.fromiter(map(get, counts, repeat(-1)), dtype=np.int64, count=len(counts))
     keep = cols >= 0
     if not keep.any():
         return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -1207,6 +1289,7 @@ class ItemFeaturizer(TransformerMixin, BaseEstimator):
         use_words: bool = True,
         use_chars: bool = True,
         use_signals: bool = True,
+        signal_weight: float = 1.0,
     ):
         self.word_min_df = word_min_df
         self.char_min_df = char_min_df
@@ -1215,6 +1298,7 @@ class ItemFeaturizer(TransformerMixin, BaseEstimator):
         self.use_words = use_words
         self.use_chars = use_chars
         self.use_signals = use_signals
+        self.signal_weight = signal_weight
 
     def fit(self, items: Sequence[Item], y: Any = None) -> ItemFeaturizer:
         norms = [prepare(it).norm for it in items]
@@ -1245,7 +1329,7 @@ class ItemFeaturizer(TransformerMixin, BaseEstimator):
             vals.append(v)
             offset += len(self.char_vocab_)
         if self.use_signals:
-            sig = np.asarray(signal_values(prepared))
+            sig = np.asarray(signal_values(prepared)) * self.signal_weight
             nz = np.flatnonzero(sig)
             idx.append(nz + offset)
             vals.append(sig[nz])

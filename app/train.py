@@ -17,6 +17,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
 
 from app.artifact import runtime_versions, save_model
 from app.corpus import CORPUS_FILE, frame_items, read_corpus
@@ -26,12 +27,14 @@ from app.model import LABELS, Thresholds, TriageModel, softmax
 
 # The shipped configuration; `compare_models` records why it won.
 DEFAULT_PARAMS: dict[str, Any] = {
-    "C": 10.0,
+    "model": "logreg",
+    "C": 100.0,
     "word_min_df": 2,
     "char_min_df": 3,
     "use_words": True,
     "use_chars": True,
     "use_signals": True,
+    "signal_weight": 1.0,
 }
 GENUINE_AS_SPAM_TARGET = 0.005  # on out-of-fold predictions, when choosing the spam threshold
 CONFIDENT_ACCURACY_TARGET = 0.97  # accuracy wanted on items that are not sent to review
@@ -46,8 +49,13 @@ def make_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
         use_words=p["use_words"],
         use_chars=p["use_chars"],
         use_signals=p["use_signals"],
+        signal_weight=p["signal_weight"],
     )
-    clf = LogisticRegression(C=p["C"], class_weight="balanced", max_iter=3000, tol=1e-5)
+    clf: LogisticRegression | LinearSVC
+    if p["model"] == "linear_svc":
+        clf = LinearSVC(C=p["C"], class_weight="balanced", max_iter=5000)
+    else:
+        clf = LogisticRegression(C=p["C"], class_weight="balanced", max_iter=3000, tol=1e-5)
     return Pipeline([("features", featurizer), ("clf", clf)])
 
 
