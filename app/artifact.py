@@ -20,7 +20,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import sklearn
 
 from app.model import Thresholds, TriageModel
 
+HISTORY_FILE = "history.jsonl"
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "CURRENT"
@@ -124,6 +127,7 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
         joblib.dump({"pipeline": model.pipeline}, tmp / MODEL_FILE, compress=3)
         manifest = dict(manifest, artifact_sha256=sha256_file(tmp / MODEL_FILE), artifact_file=MODEL_FILE)
         _write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _checkpoint("before-version-rename")
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -136,16 +140,24 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
 def set_current(store: Path, version: str) -> None:
     """Point CURRENT at a version, atomically; the version must load and verify first."""
     load_model(Path(store) / VERSIONS_DIR / version)
-    _write_atomic(Path(store) / POINTER_FILE, version + "\n")
+    _write_atomic(Path(store) / POINTER_FILE, version + "\n", checkpoint="before-pointer-rename")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _checkpoint(name: str) -> None:
+    """Crash here if TRIAGE_CRASH_AT names this point: lets tests kill a promotion mid-way."""
+    if os.environ.get("TRIAGE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _write_atomic(path: Path, text: str, checkpoint: str | None = None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        if checkpoint:
+            _checkpoint(checkpoint)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -172,3 +184,45 @@ def list_versions(store: Path) -> list[dict[str, Any]]:
         manifest["current"] = folder.name == current
         out.append(manifest)
     return sorted(out, key=lambda m: str(m.get("created_at", "")))
+
+
+def record_history(store: Path, action: str, version: str, previous: str | None = None, reason: str = "") -> None:
+    """Append one line to the store's history (promotions, rejections, rollbacks)."""
+    entry = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "action": action,
+        "version": version,
+        "previous": previous,
+        "reason": reason,
+    }
+    with open(Path(store) / HISTORY_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def read_history(store: Path) -> list[dict[str, Any]]:
+    path = Path(store) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
+    """Make `version` (default: the one current before the latest promotion) current again.
+
+    Returns (previous current, new current). Raises ModelError when there is nothing to go back
+    to or the target does not verify.
+    """
+    store = Path(store)
+    current = current_version(store)
+    if version is None:
+        for entry in reversed(read_history(store)):
+            if entry["action"] in ("promote", "rollback") and entry["version"] == current and entry.get("previous"):
+                version = entry["previous"]
+                break
+        else:
+            raise ModelError(f"no earlier version to roll back to from {current}; name one (see `triage model list`)")
+    if not (store / VERSIONS_DIR / version / MANIFEST_FILE).is_file():
+        raise ModelError(f"no version {version!r} in {store / VERSIONS_DIR}")
+    set_current(store, version)
+    record_history(store, "rollback", version, previous=current, reason=f"rolled back from {current}")
+    return current, version

@@ -12,7 +12,7 @@ from app.corpus import frame_items
 from app.features import items_from_records
 from app.metrics import classification_report, label_indices
 from app.model import softmax
-from app.train import choose_thresholds, fit_temperature, grouped_oof, load_training_frame
+from app.train import choose_thresholds, cv_groups, fit_temperature, grouped_oof, load_training_frame
 
 CANDIDATES: dict[str, dict[str, Any]] = {
     "lr_words_chars_signals": {},
@@ -31,7 +31,7 @@ def compare_models(data_dir: Path, out: Path, print_fn: Callable[[str], None] = 
     frame = load_training_frame(data_dir)
     items = items_from_records(frame_items(frame))
     y = label_indices(frame["label"].tolist())
-    groups = frame["archetype"].fillna("unknown").astype(str).tolist()
+    groups = cv_groups(frame)
     results = {}
     for name, params in CANDIDATES.items():
         start = time.perf_counter()
