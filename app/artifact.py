@@ -30,6 +30,7 @@ import joblib
 import numpy as np
 import sklearn
 
+from app.features import FEATURES_VERSION
 from app.model import Thresholds, TriageModel
 
 HISTORY_FILE = "history.jsonl"
@@ -107,6 +108,12 @@ def load_model(model_dir: Path) -> TriageModel:
             f"model {manifest.get('version')} was trained with scikit-learn {trained_with}, "
             f"this is {sklearn.__version__}: retrain with `triage train` (or install "
             f"scikit-learn=={trained_with})"
+        )
+    if manifest.get("features_version") != FEATURES_VERSION:
+        raise ModelError(
+            f"model {manifest.get('version')} was trained with features version "
+            f"{manifest.get('features_version')}, this code computes version {FEATURES_VERSION}: "
+            "retrain with `triage train`"
         )
     payload = joblib.load(artifact)
     thresholds = Thresholds(**manifest.get("thresholds", {}))

@@ -105,6 +105,98 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "app.api:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        workers=args.workers if args.workers is not None else settings.workers,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from app.batch import format_counts, format_summary, score_file
+
+    result = score_file(
+        args.inputs,
+        args.output,
+        format=args.format,
+        me=args.me,
+        model_dir=args.model,
+        jobs=args.jobs,
+        progress=False if args.quiet else None,
+        summary=args.summary,
+    )
+    for line in format_counts(result):
+        print(line)
+    if args.summary:
+        for line in format_summary(result):
+            print(line)
+    if not args.quiet:
+        rate = result.read / result.seconds if result.seconds else 0.0
+        print(f"wrote {result.output} in {result.seconds:.1f} s ({rate:,.0f} rows/s, {result.jobs} jobs)")
+    if result.read == 0:
+        print("triage: error: nothing could be read from the input", file=sys.stderr)
+        return 1
+    if result.scored == 0:
+        print("triage: error: nothing could be scored", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from app.retrain import retrain
+
+    settings = _settings()
+    if not args.add and not args.from_feedback:
+        print("triage: error: nothing to add: give --add FILE... and/or --from-feedback", file=sys.stderr)
+        return 2
+    report = retrain(
+        Path(args.data) if args.data else settings.data_dir,
+        Path(args.model) if args.model else settings.model_dir,
+        add=[Path(p) for p in args.add],
+        feedback_db=settings.db_path if args.from_feedback else None,
+        dry_run=args.dry_run,
+        force=args.force,
+    )
+    return 1 if report.decision == "rejected" else 0
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    from app.artifact import list_versions
+
+    store = Path(args.model) if args.model else _settings().model_dir
+    versions = list_versions(store)
+    if not versions:
+        print(f"no versions in {store}")
+        return 1
+    print(f"{'':2}{'version':<30}{'created':<27}{'status':<10}{'test macro-F1':>14}{'cv macro-F1':>13}")
+    for m in versions:
+        metrics = m.get("metrics", {})
+        test = metrics.get("independent_test", {}).get("macro_f1")
+        cv = metrics.get("grouped_cv", {}).get("macro_f1")
+        print(
+            f"{'*' if m['current'] else ' ':2}{m['version']:<30}{m.get('created_at', ''):<27}{m.get('status', 'trained'):<10}"
+            f"{test if test is not None else '-':>14}{cv if cv is not None else '-':>13}"
+        )
+    return 0
+
+
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    from app.artifact import rollback
+
+    store = Path(args.model) if args.model else _settings().model_dir
+    before, after = rollback(store, args.version)
+    print(f"current model: {after} (was {before})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triage", description="Triage LinkedIn invites and messages: genuine, sales_pitch or spam, with the evidence."
@@ -134,6 +226,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("--report")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("serve", help="run the HTTP API (settings from TRIAGE_* variables; see /docs)")
+    p.add_argument("--host", help="address to listen on (default: TRIAGE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: TRIAGE_PORT or 8000)")
+    p.add_argument("--workers", type=int, help="worker processes, each with its own model (default: TRIAGE_WORKERS or 1)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("score", help="score a CSV, a JSONL file or a LinkedIn data export; writes .csv or .jsonl")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="CSV, JSONL, LinkedIn messages/Invitations CSV, export folder or .zip"
+    )
+    p.add_argument("-o", "--output", required=True, help="output file: .csv or .jsonl (errors go to OUTPUT.errors.csv)")
+    p.add_argument(
+        "--format", choices=("auto", "csv", "jsonl", "linkedin"), default="auto", help="input format (default: by content)"
+    )
+    p.add_argument("--me", metavar="NAME_OR_URL", help="the LinkedIn account owner (default: inferred from the export)")
+    p.add_argument("--jobs", type=int, help="worker processes (default: TRIAGE_BATCH_JOBS or all cores)")
+    p.add_argument("--model", help="model store or version folder (default: TRIAGE_MODEL_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, only the counts")
+    p.add_argument("--summary", action="store_true", help="print counts per verdict and the top pitch and spam senders")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("retrain", help="add labelled examples, train a candidate, gate it and promote it")
+    p.add_argument("--add", nargs="*", default=[], metavar="FILE", help="labelled CSV or JSONL files (a label column)")
+    p.add_argument("--from-feedback", action="store_true", help="use the service's feedback since the last retrain")
+    p.add_argument("--dry-run", action="store_true", help="validate, train and compare, but change nothing")
+    p.add_argument("--force", action="store_true", help="promote even if the gate refuses")
+    p.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
+    p.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("model", help="list model versions or roll back")
+    model_sub = p.add_subparsers(dest="model_command", required=True)
+    q = model_sub.add_parser("list", help="versions, dates, metrics and which is current")
+    q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
+    q.set_defaults(func=cmd_model_list)
+    q = model_sub.add_parser("rollback", help="make an earlier version current (default: the previous one)")
+    q.add_argument("version", nargs="?")
+    q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
+    q.set_defaults(func=cmd_model_rollback)
 
     p = sub.add_parser("build-corpus", help="rebuild data/corpus.csv and data/test.csv from the authored JSONL")
     p.add_argument("--data", default="data")

@@ -52,7 +52,7 @@ def compare_models(data_dir: Path, out: Path, print_fn: Callable[[str], None] = 
             f"{name:<30} macro-F1 {report['macro_f1']:.3f}  genuine->spam {report['genuine_as_spam_rate']:.2%}  "
             f"brier {report['brier']:.3f}  review {report['needs_review_rate']:.1%}  ({results[name]['seconds']} s)"
         )
-    payload = {"split": "GroupKFold(5) by archetype", "rows": len(frame), "candidates": results}
+    payload = {"split": "GroupKFold(4) by archetype", "rows": len(frame), "candidates": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return payload

@@ -29,6 +29,9 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 KINDS = ("invite", "message")
+# Bump when a change here changes what a fitted featurizer computes: saved models record it
+# and loading refuses a model whose features were computed differently.
+FEATURES_VERSION = 2
 NAME_TOKEN = "xname"
 
 
@@ -323,18 +326,22 @@ def word_ngrams(norm: str) -> list[str]:
     return grams
 
 
-def char_ngrams(norm: str) -> list[str]:
-    """Character n-grams over the text with white space folded to single spaces.
-
-    They may cross a word boundary ("d ac"), which keeps short phrases and spacing
-    tricks as evidence; a leading or trailing space marks a word edge.
-    """
+def word_char_ngrams(word: str) -> list[str]:
+    """Character n-grams of one word padded with a space on each side (" word ")."""
     lo, hi = CHAR_NGRAMS
-    s = " " + " ".join(norm.split()) + " "
-    n_s = len(s)
+    w = f" {word} "
+    n_w = len(w)
     grams: list[str] = []
-    for n in range(lo, hi + 1):
-        grams += [s[i : i + n] for i in range(n_s - n + 1)]
+    for n in range(lo, min(hi, n_w) + 1):
+        grams += [w[i : i + n] for i in range(n_w - n + 1)]
+    return grams
+
+
+def char_ngrams(norm: str) -> list[str]:
+    """Character n-grams inside word boundaries: a leading or trailing space marks a word edge."""
+    grams: list[str] = []
+    for word in norm.split():
+        grams += word_char_ngrams(word)
     return grams
 
 
@@ -971,8 +978,9 @@ def _build_phrase_index() -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
 
 
 _PHRASES, _PHRASE_STARTS = _build_phrase_index()
-_SELF_WORDS = frozenset("i i'm i've i'll me my mine we we're we've our ours us".split())
-_YOU_WORDS = frozenset("you you're you've your yours u ur".split())
+# Matched on words with apostrophes removed ("i'm" -> "im").
+_SELF_WORDS = frozenset("i im ive me my mine we weve our ours us".split())
+_YOU_WORDS = frozenset("you youre youve your yours u ur".split())
 _SHORTENERS = frozenset(
     {
         "bit.ly",
@@ -1020,25 +1028,30 @@ class Evidence:
 
 
 def gather_evidence(p: Prepared) -> Evidence:
+    """Lexicon hits, pronoun counts and questions of one prepared item, in one pass over its words."""
     low = p.raw.lower()
-    tokens = [t for t in _TOKEN.findall(low.replace("'", "").replace("’", ""))]
+    tokens = _TOKEN.findall(low.replace("'", "").replace("’", ""))
     counts: Counter[str] = Counter()
     phrases, starts = _PHRASES, _PHRASE_STARTS
     n_tok = len(tokens)
+    n_self = n_you = 0
     for i, tok in enumerate(tokens):
+        if tok in _SELF_WORDS:
+            n_self += 1
+        elif tok in _YOU_WORDS:
+            n_you += 1
         hit = phrases.get(tok)
         if hit:
-            counts.update(hit)
+            for name in hit:
+                counts[name] += 1
         if tok in starts:
             key = tok
             for j in range(i + 1, min(i + _MAX_PHRASE, n_tok)):
                 key = f"{key} {tokens[j]}"
                 hit = phrases.get(key)
                 if hit:
-                    counts.update(hit)
-    words = _TOKEN.findall(low)
-    n_self = sum(1 for w in words if w in _SELF_WORDS)
-    n_you = sum(1 for w in words if w in _YOU_WORDS)
+                    for name in hit:
+                        counts[name] += 1
     counts["money_crypto_terms"] += len(_MONEY_RX.findall(low))
     counts["offplatform_contact"] += p.n_phones + p.n_emails + sum(d in _OFFPLATFORM_DOMAINS for d in p.domains)
     counts["meeting_request"] += sum(d.endswith(_MEETING_DOMAINS) for d in p.domains)
@@ -1272,9 +1285,15 @@ def _tfidf(grams: list[str], vocab: dict[str, int], idf: np.ndarray) -> tuple[np
     keep = cols >= 0
     if not keep.any():
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    idx = cols[keep]
-    vals = (1.0 + np.log(np.array(list(counts.values()), dtype=np.float64)[keep])) * idf[idx]
+    return _weigh(cols[keep], np.array(list(counts.values()), dtype=np.float64)[keep], idf)
+
+
+def _weigh(idx: np.ndarray, tf: np.ndarray, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vals = (1.0 + np.log(tf)) * idf[idx]
     return idx, vals / np.sqrt(vals @ vals)
+
+
+_WORD_CACHE_SIZE = 200_000
 
 
 class ItemFeaturizer(TransformerMixin, BaseEstimator):
@@ -1324,16 +1343,46 @@ class ItemFeaturizer(TransformerMixin, BaseEstimator):
             vals.append(v)
             offset += len(self.word_vocab_)
         if self.use_chars:
-            i, v = _tfidf(char_ngrams(prepared.norm), self.char_vocab_, self.char_idf_)
+            i, v = self._char_tfidf(prepared.norm)
             idx.append(i + offset)
             vals.append(v)
             offset += len(self.char_vocab_)
         if self.use_signals:
-            sig = np.asarray(signal_values(prepared)) * self.signal_weight
-            nz = np.flatnonzero(sig)
-            idx.append(nz + offset)
-            vals.append(sig[nz])
+            weight = self.signal_weight
+            nz = [(offset + k, v * weight) for k, v in enumerate(signal_values(prepared)) if v]
+            idx.append(np.array([k for k, _ in nz], dtype=np.int64))
+            vals.append(np.array([v for _, v in nz], dtype=np.float64))
         return np.concatenate(idx), np.concatenate(vals)
+
+    def _char_tfidf(self, norm: str) -> tuple[np.ndarray, np.ndarray]:
+        """The character block: the same values as `_tfidf(char_ngrams(norm), ...)`.
+
+        Words repeat across messages, so each word's vocabulary columns are looked up
+        once and kept (a bounded cache, not pickled); a document is then a handful of
+        cached arrays instead of hundreds of dictionary lookups.
+        """
+        cache = self.__dict__.setdefault("_word_cols", {})
+        vocab = self.char_vocab_
+        parts = []
+        for word in norm.split():
+            cols = cache.get(word)
+            if cols is None:
+                if len(cache) >= _WORD_CACHE_SIZE:
+                    cache.clear()
+                found = [vocab[g] for g in word_char_ngrams(word) if g in vocab]
+                cols = cache[word] = np.array(found, dtype=np.int64)
+            parts.append(cols)
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx, tf = np.unique(np.concatenate(parts), return_counts=True)
+        if not len(idx):
+            return idx, np.zeros(0)
+        return _weigh(idx, tf.astype(np.float64), self.char_idf_)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_word_cols", None)
+        return state
 
     def transform(self, items: Sequence[Item]) -> sp.csr_matrix:
         rows = [self.row(prepare(it)) for it in items]

@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from app.features import SIGNAL_DESCRIPTIONS, Item, ItemFeaturizer, Prepared, ngram_spans, prepare
 
 LABELS = ("genuine", "sales_pitch", "spam")
+DEFAULT_REASONS = 3  # reasons returned with a verdict (the batch output and the summary use three)
 LABEL_TEXT = {"genuine": "genuine", "sales_pitch": "a sales pitch", "spam": "spam or a fake profile"}
 
 
@@ -95,6 +96,17 @@ def decide(proba: np.ndarray, thresholds: Thresholds) -> tuple[np.ndarray, np.nd
     return verdict, weak_spam | (top < thresholds.review)
 
 
+_SPAM = LABELS.index("spam")
+
+
+def decide_one(proba: Sequence[float], thresholds: Thresholds) -> tuple[int, bool]:
+    """`decide` for one item, on plain floats (the single-item path is latency-bound)."""
+    order = sorted(range(len(proba)), key=lambda k: -proba[k])
+    if order[0] == _SPAM and proba[_SPAM] < thresholds.spam:
+        return order[1], True
+    return order[0], proba[order[0]] < thresholds.review
+
+
 def describe(feature: str) -> str:
     block, _, name = feature.partition(":")
     if block == "signal":
@@ -147,18 +159,17 @@ class TriageModel:
         decision = vals @ self._weights_t[idx] + self._intercept
         return prepared, idx, vals, decision
 
-    def score_item(self, item: Item, n_reasons: int = 5) -> Verdict:
+    def score_item(self, item: Item, n_reasons: int = DEFAULT_REASONS) -> Verdict:
         """Verdict, scores and top reasons for one item (the single-item fast path)."""
         prepared, idx, vals, decision = self._row(item, with_offsets=n_reasons > 0)
         return self._verdict(prepared, idx, vals, decision, n_reasons)
 
-    def score_items(self, items: Sequence[Item], n_reasons: int = 3) -> list[Verdict]:
+    def score_items(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
         return [self.score_item(it, n_reasons) for it in items]
 
     def _verdict(self, prepared: Prepared, idx: np.ndarray, vals: np.ndarray, decision: np.ndarray, n_reasons: int) -> Verdict:
         proba = softmax(decision)
-        v, review = decide(proba, self.thresholds)
-        k = int(v[0])
+        k, needs_review = decide_one(proba.tolist(), self.thresholds)
         reasons: tuple[Contribution, ...] = ()
         if n_reasons > 0:
             contrib = vals * self._weights_t[idx, k]
@@ -170,9 +181,9 @@ class TriageModel:
             label,
             float(proba[k]),
             scores,
-            bool(review[0]),
+            needs_review,
             reasons,
-            self._summary(label, float(proba[k]), bool(review[0]), reasons),
+            self._summary(label, float(proba[k]), needs_review, reasons),
             self.version,
         )
 

@@ -10,7 +10,7 @@ import sklearn
 
 from app.artifact import MANIFEST_FILE, MODEL_FILE, ModelError, current_version, list_versions, load_model, save_model
 from app.features import Item
-from app.model import LABELS, Thresholds, decide, softmax
+from app.model import LABELS, Thresholds, decide, decide_one, softmax
 from app.train import train_model
 
 ITEMS = [
@@ -54,6 +54,16 @@ def test_spam_needs_its_threshold_or_goes_to_review():
     assert review.tolist() == [True, False, True]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_single_item_rule_is_the_batch_rule(seed):
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet([0.5, 0.5, 0.5], size=200)
+    proba[:10] = [1 / 3, 1 / 3, 1 / 3]  # ties
+    thresholds = Thresholds(review=0.55, spam=0.7)
+    verdicts, reviews = decide(proba, thresholds)
+    assert [decide_one(p.tolist(), thresholds) for p in proba] == list(zip(verdicts.tolist(), reviews.tolist(), strict=True))
+
+
 def test_training_is_deterministic(tiny_frame, tiny_model):
     again = train_model(tiny_frame, folds=3, version="again").model
     assert np.array_equal(again.predict_proba(ITEMS), tiny_model.predict_proba(ITEMS))
@@ -92,14 +102,21 @@ def test_tampered_artifact_is_refused_before_unpickling(tmp_path, tiny_model, mo
     assert unpickled == []
 
 
-def test_other_scikit_learn_version_is_refused_with_a_way_out(tmp_path, tiny_model):
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [(("versions", "scikit_learn"), "0.24.2", sklearn.__version__), (("features_version",), 1, "features version 1")],
+)
+def test_a_model_from_other_code_is_refused_with_a_way_out(tmp_path, tiny_model, field, value, named):
     path = save_model(tiny_model, tmp_path, dict(tiny_model.manifest, version="v1"))
     manifest = json.loads((path / MANIFEST_FILE).read_text())
-    manifest["versions"]["scikit_learn"] = "0.24.2"
+    target = manifest
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="triage train") as err:
         load_model(tmp_path)
-    assert sklearn.__version__ in str(err.value)
+    assert named in str(err.value)
 
 
 def test_missing_or_bad_store_gives_a_clear_error(tmp_path):

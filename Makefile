@@ -1,0 +1,40 @@
+# Common tasks. `make help` lists them.
+PY ?= .venv/bin/python
+VENV ?= .venv
+
+.PHONY: help install serve test lint format typecheck train evaluate compare bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv and install the project with its dev tools
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+
+serve: ## run the API on 127.0.0.1:8000 with the shipped model
+	$(VENV)/bin/triage serve
+
+test: ## run the test suite (the README's test command)
+	$(PY) -m pytest
+
+lint: ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: ## apply ruff's formatting
+	$(VENV)/bin/ruff format .
+
+train: ## retrain the shipped model on data/ and write a new version into model/
+	$(VENV)/bin/triage train
+
+evaluate: ## evaluate the current model on data/test.csv; writes reports/metrics.json
+	$(VENV)/bin/triage evaluate
+
+compare: ## compare model alternatives in grouped cross-validation; writes reports/model_selection.json
+	$(VENV)/bin/triage compare
+
+bench: ## run the benchmark scripts (service, batch, retrain)
+	$(PY) scripts/bench_api.py
+	$(PY) scripts/bench_batch.py
+	$(PY) scripts/bench_retrain.py
