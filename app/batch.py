@@ -8,7 +8,8 @@ only a few chunks are in flight at a time.
 Chunks are scored by `ChunkScorer`, a vectorised equivalent of
 `TriageModel.score_item(item, n_reasons=3)`: the same features (the model's own
 `prepare`, `word_ngrams` and `signal_values`; character n-grams looked up for the
-whole chunk at once with integer keys), the same decision values, probabilities,
+whole chunk at once with integer keys, per distinct word where the featurizer works
+word by word), the same decision values, probabilities,
 abstain rule and top reasons, without the per-character offset maps that only span
 display needs. It checks itself against the featurizer when it starts and falls back
 to `ItemFeaturizer.transform` if they ever disagree.
@@ -33,8 +34,7 @@ from typing import IO, Any
 import numpy as np
 import scipy.sparse as sp
 
-from app import features as F
-from app.features import Item
+from app.features import ChunkFeaturizer, Item
 from app.inbox import Inbox, Record, read_items
 from app.model import LABELS, TriageModel, decide, describe, softmax
 
@@ -51,234 +51,6 @@ SCORE_COLUMNS = (
 )
 ERROR_COLUMNS = ("file", "line", "id", "reason")
 METHODS = ("auto", "fast", "vector", "item")
-
-
-# --------------------------------------------------------------------------------------
-# Features for a whole chunk
-# --------------------------------------------------------------------------------------
-
-
-_BLOCK_RANK = 1 << 40  # ranks of later blocks (words, characters, signals) come after earlier ones
-_SUBLINEAR_TF = np.concatenate(([0.0], 1.0 + np.log(np.arange(1, 256, dtype=np.float64))))  # 1 + log(count)
-
-
-def _tfidf_block(rows: np.ndarray, cols: np.ndarray, ranks: np.ndarray, idf: np.ndarray, n_rows: int) -> tuple[np.ndarray, ...]:
-    """Sublinear TF-IDF, L2-normalised per row, from one (row, column, rank) per n-gram occurrence.
-
-    Returns (rows, columns, values, first rank) sorted by row then column; the first
-    rank orders a row's features as `ItemFeaturizer.row` does (first occurrence), which
-    decides which of two equal contributions is named first.
-    """
-    if not len(rows):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
-    col_bits = max(len(idf) - 1, 1).bit_length()
-    keys = (rows << col_bits) | cols
-    rank_bits = max(int(ranks.max()).bit_length(), 1)
-    if int(keys.max()).bit_length() + rank_bits <= 62:
-        # one SIMD sort of (row, column, rank) packed in an int64: groups by feature, lowest rank first
-        packed = np.sort((keys << rank_bits) | ranks)
-        keys, ranks = packed >> rank_bits, packed
-    else:
-        order = np.lexsort((ranks, keys))
-        keys, ranks, rank_bits = keys[order], ranks[order], 0
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    counts = np.diff(np.append(starts, len(keys)))
-    first = ranks[starts] & ((1 << rank_bits) - 1) if rank_bits else ranks[starts]
-    unique = keys[starts]
-    r, c = unique >> col_bits, unique & ((1 << col_bits) - 1)
-    tf = _SUBLINEAR_TF[np.minimum(counts, len(_SUBLINEAR_TF) - 1)]
-    if (many := counts >= len(_SUBLINEAR_TF)).any():
-        tf[many] = 1.0 + np.log(counts[many].astype(np.float64))
-    vals = tf * idf[c]
-    norms = np.sqrt(np.bincount(r, weights=vals * vals, minlength=n_rows))
-    return r, c, vals / norms[r], first
-
-
-class FastFeatures:
-    """`ItemFeaturizer.transform` for a whole chunk at once, with the same values.
-
-    Reuses the featurizer's `prepare`, `word_ngrams` and `signal_values`. Character
-    n-grams are integers in base B (B - 1 = the number of distinct characters in the
-    vocabulary), computed for every position of the chunk with numpy and looked up in an
-    open-addressing hash table; an n-gram holding a character outside the vocabulary
-    cannot match. `ok` is False when the vocabulary does not fit in 63 bits.
-    """
-
-    _MUL = np.uint64(0x9E3779B97F4A7C15)
-
-    def __init__(self, featurizer: F.ItemFeaturizer):
-        self.f = featurizer
-        self.n_words = len(featurizer.word_vocab_)
-        self.n_chars = len(featurizer.char_vocab_)
-        self.lo, self.hi = F.CHAR_NGRAMS
-        # Which character n-grams the featurizer takes: per padded word, or across words.
-        self.per_word = not any(" " in gram.strip(" ") for gram in F.char_ngrams("ab cd ef"))
-        self.max_words = 100_000  # distinct words whose columns are kept
-        self.word_ids: dict[str, int] = {}
-        self.word_start: list[int] = []
-        self.word_len: list[int] = []
-        self.arena = np.zeros(0, dtype=np.int64)
-        alphabet = sorted({ch for gram in featurizer.char_vocab_ for ch in gram})
-        self.base = len(alphabet) + 1
-        lengths = {len(g) for g in featurizer.char_vocab_}
-        self.ok = self.base**self.hi < 2**63 and lengths <= set(range(self.lo, self.hi + 1))
-        if not self.ok or not featurizer.use_chars:
-            return
-        self.codes = np.zeros(0x110000, dtype=np.int16 if self.base < 2**15 else np.int32)
-        for i, ch in enumerate(alphabet, 1):
-            self.codes[ord(ch)] = i
-        self.separator = next(chr(c) for c in range(0xFFFF, 0, -1) if self.codes[c] == 0)
-        keys = np.array([self._key(g) for g in featurizer.char_vocab_], dtype=np.int64)
-        cols = np.fromiter(featurizer.char_vocab_.values(), dtype=np.int64, count=len(keys))
-        self.bits = max(int(np.ceil(np.log2(max(len(keys), 1) * 4))), 10)
-        self.mask = (1 << self.bits) - 1
-        self.table_keys = np.full(1 << self.bits, -1, dtype=np.int64)
-        self.table_cols = np.zeros(1 << self.bits, dtype=np.int64)
-        for key, col, slot in zip(keys.tolist(), cols.tolist(), self._slots(keys).tolist(), strict=True):
-            while self.table_keys[slot] != -1:
-                slot = (slot + 1) & self.mask
-            self.table_keys[slot], self.table_cols[slot] = key, col
-
-    def _key(self, gram: str) -> int:
-        key = 0
-        for ch in gram:
-            key = key * self.base + int(self.codes[ord(ch)])
-        return key
-
-    def _slots(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * self._MUL) >> np.uint64(64 - self.bits)).astype(np.int64)
-
-    def _lookup(self, keys: np.ndarray) -> np.ndarray:
-        found = np.full(len(keys), -1, dtype=np.int64)
-        pending = np.arange(len(keys))
-        slots = self._slots(keys)
-        while len(pending):
-            at = self.table_keys[slots]
-            hit = at == keys
-            found[pending[hit]] = self.table_cols[slots[hit]]
-            more = ~hit & (at != -1)
-            pending, keys, slots = pending[more], keys[more], (slots[more] + 1) & self.mask
-        return found
-
-    def _hits(self, segments: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(segment, column, rank within the segment) of every vocabulary n-gram of each segment."""
-        empty = np.zeros(0, dtype=np.int64)
-        if not segments:
-            return empty, empty, empty
-        joined = self.separator.join(segments) + self.separator  # the separator is in no n-gram
-        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        codes = self.codes[points].astype(np.int64)
-        total = len(codes)
-        lengths = np.array([len(g) + 1 for g in segments])
-        seg_of = np.repeat(np.arange(len(segments)), lengths)
-        seg_start = np.cumsum(lengths) - lengths
-        width = int(lengths.max())
-        valid = codes > 0
-        keys, ok = codes.copy(), valid.copy()
-        segs, cols, ranks = [empty], [empty], [empty]
-        for n in range(2, self.hi + 1):
-            size = total - n + 1
-            if size <= 0:
-                break
-            keys = keys[:size] * self.base + codes[n - 1 :]
-            ok = ok[:size] & valid[n - 1 :]
-            if n < self.lo:
-                continue
-            at = np.flatnonzero(ok)
-            col = self._lookup(keys[at])
-            hit = col >= 0
-            at = at[hit]
-            seg = seg_of[at]
-            segs.append(seg)
-            cols.append(col[hit])
-            ranks.append((n - self.lo) * width + (at - seg_start[seg]))  # char_ngrams order: by length, then position
-        return np.concatenate(segs), np.concatenate(cols), np.concatenate(ranks)
-
-    def _chars(self, prepared: Sequence[F.Prepared]) -> tuple[np.ndarray, ...]:
-        if self.per_word:
-            return self._chars_by_word(prepared)
-        docs = [" " + " ".join(p.norm.split()) + " " for p in prepared]  # white space folded as char_ngrams does
-        rows, cols, ranks = self._hits(docs)
-        return _tfidf_block(rows, cols, ranks, self.f.char_idf_, len(prepared))
-
-    def _add_words(self, words: list[str]) -> None:
-        """Look up the vocabulary columns of new words, in `word_char_ngrams` order, and keep them."""
-        seg, cols, ranks = self._hits([f" {w} " for w in words])
-        order = np.lexsort((ranks, seg))
-        counts = np.bincount(seg, minlength=len(words)).tolist()
-        base = len(self.arena)
-        self.arena = np.concatenate([self.arena, cols[order]])
-        first = len(self.word_ids)
-        for i, (word, n) in enumerate(zip(words, counts, strict=True)):
-            self.word_ids[word] = first + i
-            self.word_start.append(base)
-            self.word_len.append(n)
-            base += n
-
-    def _chars_by_word(self, prepared: Sequence[F.Prepared]) -> tuple[np.ndarray, ...]:
-        """Each distinct word's columns are looked up once and kept (bounded), then gathered per item."""
-        tokens: list[str] = []
-        per_item: list[int] = []
-        for p in prepared:
-            words = p.norm.split()
-            tokens += words
-            per_item.append(len(words))
-        distinct = dict.fromkeys(tokens)
-        missing = [w for w in distinct if w not in self.word_ids]
-        if missing:
-            if len(self.word_ids) + len(missing) > self.max_words:  # start the cache afresh
-                self.word_ids, self.word_start, self.word_len, self.arena = {}, [], [], np.zeros(0, dtype=np.int64)
-                missing = list(distinct)
-            self._add_words(missing)
-        get = self.word_ids.__getitem__
-        ids_arr = np.fromiter(map(get, tokens), dtype=np.int64, count=len(tokens))
-        starts = np.asarray(self.word_start, dtype=np.int64)[ids_arr] if len(ids_arr) else ids_arr
-        lengths = np.asarray(self.word_len, dtype=np.int64)[ids_arr] if len(ids_arr) else ids_arr
-        offsets = np.cumsum(lengths) - lengths
-        within = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths)
-        cols = self.arena[np.repeat(starts, lengths) + within]
-        rows = np.repeat(np.repeat(np.arange(len(prepared)), per_item), lengths)
-        width = int(lengths.max()) + 1 if len(lengths) else 1
-        ranks = np.repeat(np.arange(len(tokens)), lengths) * width + within  # word by word, then word_char_ngrams order
-        return _tfidf_block(rows, cols, ranks, self.f.char_idf_, len(prepared))
-
-    def _words(self, prepared: Sequence[F.Prepared]) -> tuple[np.ndarray, ...]:
-        get = self.f.word_vocab_.get
-        lengths, cols = [], []
-        for p in prepared:
-            found = [c for c in map(get, F.word_ngrams(p.norm)) if c is not None]
-            lengths.append(len(found))
-            cols += found
-        rows = np.repeat(np.arange(len(prepared)), lengths)
-        return _tfidf_block(rows, np.asarray(cols, dtype=np.int64), np.arange(len(cols)), self.f.word_idf_, len(prepared))
-
-    def transform_ranked(self, items: Sequence[Item]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """The chunk's feature matrix and, per stored value, its rank in `ItemFeaturizer.row` order."""
-        prepared = [F.prepare(it) for it in items]
-        blocks: list[tuple[np.ndarray, ...]] = []
-        offset = 0
-        if self.f.use_words:
-            r, c, v, k = self._words(prepared)
-            blocks.append((r, c + offset, v, k))
-            offset += self.n_words
-        if self.f.use_chars:
-            r, c, v, k = self._chars(prepared)
-            blocks.append((r, c + offset, v, k + _BLOCK_RANK))
-            offset += self.n_chars
-        if self.f.use_signals:
-            sig = np.asarray([F.signal_values(p) for p in prepared], dtype=np.float64).reshape(len(prepared), -1)
-            sig *= getattr(self.f, "signal_weight", 1.0)
-            r, c = np.nonzero(sig)
-            blocks.append((r, c + offset, sig[r, c], c + 2 * _BLOCK_RANK))
-        rows, cols, vals, ranks = (np.concatenate([b[i] for b in blocks]) for i in range(4))
-        order = np.argsort(rows, kind="stable")  # merges the blocks' sorted runs
-        indptr = np.zeros(len(items) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=len(items)), out=indptr[1:])
-        X = sp.csr_matrix((vals[order], cols[order], indptr), shape=(len(items), self.f.n_features_out_))
-        return X, ranks[order]
-
-    def transform(self, items: Sequence[Item]) -> sp.csr_matrix:
-        return self.transform_ranked(items)[0]
 
 
 _CHECK_TEXTS = (
@@ -356,16 +128,16 @@ class ChunkScorer:
         self.weights = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)
         self.intercept = np.asarray(clf.intercept_, dtype=np.float64)
         self._reason_cache: dict[int, str] = {}
-        self.fast: FastFeatures | None = None
+        self.fast: ChunkFeaturizer | None = None
         self.method = "item" if method == "item" else "vector"
         if method in ("auto", "fast"):
-            fast = FastFeatures(model.featurizer)
+            fast = ChunkFeaturizer(model.featurizer)
             if fast.ok and self._agrees(fast):
                 self.fast, self.method = fast, "fast"
             elif method == "fast":
                 raise ValueError("the fast featurizer does not match this model's featurizer")
 
-    def _agrees(self, fast: FastFeatures) -> bool:
+    def _agrees(self, fast: ChunkFeaturizer) -> bool:
         items = _check_items()
         try:
             diff = fast.transform(items) - self.model.featurizer.transform(items)

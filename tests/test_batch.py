@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from app.artifact import save_model
-from app.batch import SCORE_COLUMNS, ChunkScorer, FastFeatures, errors_path, score_file
+from app.batch import SCORE_COLUMNS, ChunkScorer, errors_path, score_file
 from app.cli import main
-from app.features import Item
+from app.features import ChunkFeaturizer, Item
 from app.inbox import OWN_MESSAGE
 
 LINKEDIN = Path(__file__).parent / "fixtures" / "linkedin"
@@ -100,7 +100,7 @@ def test_jsonl_output_matches_the_single_item_path(tiny_model, tmp_path):
 def test_the_vectorised_scorer_equals_score_item(tiny_model, tiny_frame):
     items = [Item(text=t, kind=k) for t, k in zip(tiny_frame["text"], tiny_frame["kind"], strict=True)]
     items += [Item(text=""), Item(text="", kind="invite"), Item(text="<br>&amp;  \t\n 🙂 İstanbul ﬁ")]
-    fast = FastFeatures(tiny_model.featurizer)
+    fast = ChunkFeaturizer(tiny_model.featurizer)
     assert fast.ok
     X = fast.transform(items)
     reference = tiny_model.featurizer.transform(items)
