@@ -18,9 +18,10 @@ serve: ## run the API on 127.0.0.1:8000 with the shipped model
 test: ## run the test suite (the README's test command)
 	$(PY) -m pytest
 
-lint: ## ruff lint and format check
+lint: ## ruff lint and format check, mypy on app/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app
 
 format: ## apply ruff's formatting
 	$(VENV)/bin/ruff format .

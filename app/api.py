@@ -16,13 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.features import SIGNAL_DESCRIPTIONS
 from app.schemas import (
@@ -471,8 +471,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         return _error(422, "validation_error", f"{first['field']}: {first['message']}{more}", details[:50])
 
-    @app.exception_handler(HTTPException)
-    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # the base class: routing's 404/405 come here too
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
         if isinstance(detail, dict) and "error" in detail:
             return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)

@@ -496,7 +496,7 @@ def score_file(
         bar(len(records))
 
     def submit(records: list[Record]) -> None:
-        items = [r.item for r in records]
+        items = [r.item for r in records if r.item is not None]  # only records with an item are submitted
         if pool is not None:
             inflight.append((records, pool.submit(_score_in_worker, items)))
         else:

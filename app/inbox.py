@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -290,7 +291,8 @@ def _flat_item(values: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
 
 def _plain_ids(name: str, line: int, values: Mapping[str, Any], sender: Mapping[str, Any] | None = None) -> dict[str, Any]:
     get = values.get
-    sender_get = sender.get if sender else {}.get
+    sender_map: Mapping[str, Any] = sender or {}
+    sender_get = sender_map.get
     return {
         "file": name,
         "line": line,
@@ -308,7 +310,7 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def plain_csv_header(source: str | Path | IO[bytes], report: ReadReport | None = None) -> tuple[list[str], list[str]]:
+def plain_csv_header(source: str | Path | IO[bytes] | _Source, report: ReadReport | None = None) -> tuple[list[str], list[str]]:
     """(normalised header, carried-through column names) of a plain CSV; ValueError without a text column."""
     src = _as_source(source)
     with _open_text(src, report) as text:
@@ -323,7 +325,7 @@ def plain_csv_header(source: str | Path | IO[bytes], report: ReadReport | None =
     raise ValueError(f"{src.name}: the file is empty")
 
 
-def read_plain_csv(source: str | Path | IO[bytes], report: ReadReport | None = None) -> Iterator[Record]:
+def read_plain_csv(source: str | Path | IO[bytes] | _Source, report: ReadReport | None = None) -> Iterator[Record]:
     """Records from a CSV with a `text` column; other known columns optional, unknown ones carried through."""
     src = _as_source(source)
     header, _ = plain_csv_header(src, report)
@@ -341,6 +343,7 @@ def read_plain_csv(source: str | Path | IO[bytes], report: ReadReport | None = N
                 continue
             values = dict(zip(header, row, strict=False))
             ids = _plain_ids(src.name, line, values)
+            assert original_header is not None  # set by the first record
             extra = {original_header[i]: (row[i] if i < len(row) else "") for i, _ in carried}
             if len(row) > width:
                 yield Record(src.name, line, ids, extra, error=f"the row has {len(row)} fields, the header has {width}")
@@ -385,7 +388,7 @@ def _jsonl_item(obj: Mapping[str, Any]) -> Item:
     return _flat_item(values, sender=dict(sender) if sender is not None else None, thread=thread)
 
 
-def read_jsonl(source: str | Path | IO[bytes], report: ReadReport | None = None) -> Iterator[Record]:
+def read_jsonl(source: str | Path | IO[bytes] | _Source, report: ReadReport | None = None) -> Iterator[Record]:
     """Records from JSONL: one service item per line ({"text", "kind", "sender": {...}, "thread": [...]})."""
     src = _as_source(source)
     encoding = detect_encoding(src, report)
@@ -689,7 +692,7 @@ class _Export:
                         continue
                     kind = _classify_name(info.filename)
                     if kind:
-                        member = _Source(f"{zip_name}:{info.filename}", lambda info=info, archive=archive: archive.open(info))
+                        member = _Source(f"{zip_name}:{info.filename}", partial(archive.open, info))
                         found.append((kind, member))
                 continue
             kind = _classify_name(src.name) or _classify_content(src)
@@ -1022,11 +1025,11 @@ def read_items(
                 parts.append(("linkedin", lambda: read_linkedin_export(linkedin, me=me, report=report)))
             linkedin.append(source)
         elif fmt == "jsonl":
-            parts.append(("jsonl", lambda s=source: read_jsonl(s, report)))
+            parts.append(("jsonl", partial(read_jsonl, source, report)))
         else:
             _, carried = plain_csv_header(source, report)  # type: ignore[arg-type]
             extra += [c for c in carried if c not in extra]
-            parts.append(("csv", lambda s=source: read_plain_csv(s, report)))
+            parts.append(("csv", partial(read_plain_csv, source, report)))
     if not parts:
         raise ValueError("no input given")
     return Inbox(parts, extra, report)

@@ -25,6 +25,7 @@ from typing import Any
 
 from app import feedback as feedback_store
 from app.artifact import MANIFEST_FILE, POINTER_FILE, ModelError, load_model, resolve_version_dir
+from app.batch import SCORE_COLUMNS
 from app.features import Item
 from app.inbox import Record, read_items
 from app.items import ThreadMessage, build_item, parse_datetime
@@ -378,15 +379,7 @@ class TriageService:
 # --------------------------------------------------------------------------------------
 
 UPLOAD_SCORE_COLUMNS = (
-    "verdict",
-    "confidence",
-    "p_genuine",
-    "p_sales_pitch",
-    "p_spam",
-    "needs_review",
-    "reason_1",
-    "reason_2",
-    "reason_3",
+    *SCORE_COLUMNS,
     "source",
     "summary",
     "model_version",

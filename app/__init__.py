@@ -1,0 +1,1 @@
+"""inbound-triage: genuine, sales_pitch or spam for LinkedIn invites and messages, with the evidence."""
