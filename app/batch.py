@@ -381,9 +381,9 @@ class BatchResult:
         return sum(self.skipped.values())
 
 
-def _output_columns(inbox: Inbox) -> tuple[list[str], list[tuple[str, str]]]:
-    ids = list(inbox.id_columns)
-    taken = set(ids) | set(SCORE_COLUMNS)
+def carried_columns(inbox: Inbox, score_columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(input name, output name) of the carried-through columns, renamed `input_X` on a clash."""
+    taken = set(inbox.id_columns) | set(score_columns)
     extra = []
     for name in inbox.extra_columns:
         out = name
@@ -391,7 +391,12 @@ def _output_columns(inbox: Inbox) -> tuple[list[str], list[tuple[str, str]]]:
             out = "input_" + out
         taken.add(out)
         extra.append((name, out))
-    return ids + [out for _, out in extra] + list(SCORE_COLUMNS), extra
+    return extra
+
+
+def _output_columns(inbox: Inbox) -> tuple[list[str], list[tuple[str, str]]]:
+    extra = carried_columns(inbox, SCORE_COLUMNS)
+    return list(inbox.id_columns) + [out for _, out in extra] + list(SCORE_COLUMNS), extra
 
 
 def _sender_label(ids: dict[str, Any]) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from app import feedback as feedback_store
 from app.artifact import MANIFEST_FILE, POINTER_FILE, ModelError, load_model, resolve_version_dir
-from app.batch import SCORE_COLUMNS
+from app.batch import SCORE_COLUMNS, carried_columns
 from app.features import Item
 from app.inbox import Record, read_items
 from app.items import ThreadMessage, build_item, parse_datetime
@@ -433,14 +433,7 @@ def score_upload(
     lists = service.lists
     max_chars = service.settings.max_text_chars
     id_cols = list(inbox.id_columns)
-    taken = set(id_cols) | set(UPLOAD_SCORE_COLUMNS)
-    extra: list[tuple[str, str]] = []
-    for name in inbox.extra_columns:
-        out = name
-        while out in taken:
-            out = "input_" + out
-        taken.add(out)
-        extra.append((name, out))
+    extra = carried_columns(inbox, UPLOAD_SCORE_COLUMNS)
     blank = [""] * (len(UPLOAD_SCORE_COLUMNS) - 2)
 
     def row_for(rec: Record) -> list[Any]:
