@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -202,11 +203,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(service.stop)
 
+    guard_docs = bool(settings.api_token)  # with a token, the schema and docs are guarded like the rest
     app = FastAPI(
         title="inbound-triage",
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None if guard_docs else "/docs",
+        redoc_url=None if guard_docs else "/redoc",
+        openapi_url=None if guard_docs else "/openapi.json",
     )
     app.state.service = service
     app.state.metrics = metrics
@@ -230,6 +235,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
 
     guarded = [Depends(require_token)] if settings.api_token else []
+
+    if guard_docs:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+        async def openapi_schema() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False, dependencies=guarded)
+        async def swagger_docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="inbound-triage")
 
     # -- helpers --------------------------------------------------------------------
     def incoming_of(item: ItemIn, where: str, keep_request: bool = False) -> Incoming:

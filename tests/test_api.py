@@ -352,6 +352,8 @@ def test_bearer_token_guards_everything_but_health_checks(base_store, tmp_path):
             ("get", "/v1/model", {}),
             ("post", "/v1/model/reload", {}),
             ("get", "/metrics", {}),
+            ("get", "/openapi.json", {}),
+            ("get", "/docs", {}),
         ]:
             r = getattr(c, method)(path, **kw)
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", path
