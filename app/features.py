@@ -43,6 +43,9 @@ def _missing(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
+MAX_COUNT = 1_000_000_000  # the largest count or age a field may hold (the API's limit too)
+
+
 def _as_int(value: Any, field_name: str) -> int | None:
     if _missing(value):
         return None
@@ -50,10 +53,12 @@ def _as_int(value: Any, field_name: str) -> int | None:
         raise ValueError(f"{field_name}: expected a whole number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{field_name}: expected a whole number, got {value!r}") from None
-    if math.isnan(number) or number < 0 or number != int(number):
+    if not math.isfinite(number) or number < 0 or number != int(number):
         raise ValueError(f"{field_name}: expected a non-negative whole number, got {value!r}")
+    if number > MAX_COUNT:
+        raise ValueError(f"{field_name}: expected at most {MAX_COUNT:,}, got {value!r}")
     return int(number)
 
 

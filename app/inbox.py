@@ -400,8 +400,9 @@ def read_jsonl(source: str | Path | IO[bytes] | _Source, report: ReadReport | No
                     continue
                 try:
                     obj = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    yield Record(src.name, line, {"file": src.name, "line": line}, error=f"not valid JSON: {exc.msg}")
+                except (ValueError, RecursionError) as exc:  # JSONDecodeError, 4,300+ digit integers, deep nesting
+                    reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(";")[0]
+                    yield Record(src.name, line, {"file": src.name, "line": line}, error=f"not valid JSON: {reason}")
                     continue
                 if not isinstance(obj, dict):
                     yield Record(src.name, line, {"file": src.name, "line": line}, error="expected a JSON object")

@@ -119,7 +119,7 @@ def read_labelled_file(path: Path) -> tuple[list[NewRow], list[str]]:
             continue
         extra = {k.strip().lower(): v for k, v in rec.extra.items()}
         label = labels.get(rec.line) if fmt == "jsonl" else extra.get("label")
-        label = str(label).strip() if label is not None else ""
+        label = str(label).strip().lower() if label is not None else ""
         if label not in LABELS:
             problems.append(f"{where}: label {label!r} is not one of {', '.join(LABELS)}")
             continue

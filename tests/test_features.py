@@ -90,6 +90,9 @@ def test_names_are_masked_so_they_carry_no_evidence():
         ({"text": "hi", "sender_connections": "lots"}, "sender_connections"),
         ({"text": "hi", "sender_has_photo": "maybe"}, "sender_has_photo"),
         ({"text": "hi", "mutual_connections": -1}, "mutual_connections"),
+        ({"text": "hi", "sender_connections": "inf"}, "sender_connections"),
+        ({"text": "hi", "sender_account_age_days": 1e400}, "sender_account_age_days"),
+        ({"text": "hi", "prior_unanswered": "1e20"}, "at most"),
     ],
 )
 def test_bad_fields_are_named(row, message):

@@ -322,3 +322,15 @@ def test_several_inputs_in_one_call_and_a_folder_that_is_not_an_export(tmp_path)
     report = ReadReport()
     assert list(read_items(other, report=report)) == []
     assert report.notes and "no messages.csv" in report.notes[0]
+
+
+def test_jsonl_lines_the_parser_cannot_take_are_failed_rows_and_reading_goes_on(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    deep = '{"text": "b", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    digits = '{"text": "c", "x": ' + "9" * 5_000 + "}"
+    huge = '{"text": "d", "sender": {"connections": 1e400}}'
+    path.write_text("\n".join(['{"text": "a"}', deep, digits, huge, '{"text": "e"}']) + "\n", encoding="utf-8")
+    records = by_line(read_jsonl(path))
+    assert [records[n].item.text for n in (1, 5)] == ["a", "e"]
+    assert all(records[n].item is None and records[n].error for n in (2, 3, 4))
+    assert "connections" in records[4].error
