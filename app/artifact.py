@@ -133,7 +133,7 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
     try:
         joblib.dump({"pipeline": model.pipeline}, tmp / MODEL_FILE, compress=3)
         manifest = dict(manifest, artifact_sha256=sha256_file(tmp / MODEL_FILE), artifact_file=MODEL_FILE)
-        _write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _checkpoint("before-version-rename")
         os.replace(tmp, final)
     except BaseException:
@@ -147,7 +147,7 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
 def set_current(store: Path, version: str) -> None:
     """Point CURRENT at a version, atomically; the version must load and verify first."""
     load_model(Path(store) / VERSIONS_DIR / version)
-    _write_atomic(Path(store) / POINTER_FILE, version + "\n", checkpoint="before-pointer-rename")
+    write_atomic(Path(store) / POINTER_FILE, version + "\n", checkpoint="before-pointer-rename")
 
 
 def _checkpoint(name: str) -> None:
@@ -156,7 +156,8 @@ def _checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _write_atomic(path: Path, text: str, checkpoint: str | None = None) -> None:
+def write_atomic(path: Path, text: str, checkpoint: str | None = None) -> None:
+    """Write a text file so that readers see the old content or the new, never a part."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -1456,8 +1456,8 @@ class ChunkFeaturizer:
     n-grams are integers in base B (B - 1 = the number of distinct characters in the
     vocabulary), computed for every position of the chunk with numpy and looked up in an
     open-addressing hash table; an n-gram holding a character outside the vocabulary
-    cannot match. When the featurizer takes n-grams word by word (`char_ngrams`), each
-    distinct word's columns are looked up once and kept (up to `max_words`). `ok` is
+    cannot match. As in `char_ngrams`, n-grams are taken word by word, and each distinct
+    word's columns are looked up once and kept (up to `max_words`). `ok` is
     False when the vocabulary does not fit in 63 bits.
     """
 
@@ -1468,8 +1468,6 @@ class ChunkFeaturizer:
         self.n_words = len(featurizer.word_vocab_)
         self.n_chars = len(featurizer.char_vocab_)
         self.lo, self.hi = CHAR_NGRAMS
-        # Which character n-grams the featurizer takes: per padded word, or across words.
-        self.per_word = not any(" " in gram.strip(" ") for gram in char_ngrams("ab cd ef"))
         self.max_words = 100_000  # distinct words whose columns are kept
         self.word_ids: dict[str, int] = {}
         self.word_start: list[int] = []
@@ -1551,13 +1549,6 @@ class ChunkFeaturizer:
             ranks.append((n - self.lo) * width + (at - seg_start[seg]))  # char_ngrams order: by length, then position
         return np.concatenate(segs), np.concatenate(cols), np.concatenate(ranks)
 
-    def _chars(self, prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
-        if self.per_word:
-            return self._chars_by_word(prepared)
-        docs = [" " + " ".join(p.norm.split()) + " " for p in prepared]  # white space folded as char_ngrams does
-        rows, cols, ranks = self._hits(docs)
-        return _tfidf_block(rows, cols, ranks, self.f.char_idf_, len(prepared))
-
     def _add_words(self, words: list[str]) -> None:
         """Look up the vocabulary columns of new words, in `word_char_ngrams` order, and keep them."""
         seg, cols, ranks = self._hits([f" {w} " for w in words])
@@ -1572,7 +1563,7 @@ class ChunkFeaturizer:
             self.word_len.append(n)
             base += n
 
-    def _chars_by_word(self, prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
+    def _chars(self, prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
         """Each distinct word's columns are looked up once and kept (bounded), then gathered per item."""
         tokens: list[str] = []
         per_item: list[int] = []

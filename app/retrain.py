@@ -298,7 +298,8 @@ def retrain(
     if not dry_run and len(new_frame):
         report.user_rows_file = _append_user_rows(data_dir, new_frame, now)
     if not dry_run and last_feedback is not None:
-        _write_text_atomic(cursor_file, f"{last_feedback}\n")
+        cursor_file.parent.mkdir(parents=True, exist_ok=True)
+        artifact.write_atomic(cursor_file, f"{last_feedback}\n")
     training = pd.concat([corpus, new_frame[list(CORPUS_COLUMNS)]], ignore_index=True) if len(new_frame) else corpus
     if not (training["source"] == "user").any():
         report.decision, report.reason = "nothing to do", "no user-labelled rows to train on"
@@ -362,10 +363,3 @@ def _append_user_rows(data_dir: Path, frame: pd.DataFrame, now: datetime) -> Pat
     frame[list(USER_COLUMNS)].to_csv(tmp, index=False)
     tmp.replace(path)
     return path
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

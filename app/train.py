@@ -23,7 +23,7 @@ from app.artifact import runtime_versions, save_model
 from app.corpus import CORPUS_FILE, frame_items, read_corpus
 from app.features import FEATURES_VERSION, SIGNAL_DESCRIPTIONS, Item, ItemFeaturizer, items_from_records
 from app.metrics import classification_report, label_indices
-from app.model import LABELS, Thresholds, TriageModel, softmax
+from app.model import LABELS, Thresholds, TriageModel, decide, softmax
 
 # The shipped configuration; `compare_models` records why it won.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -131,13 +131,13 @@ def choose_thresholds(proba: np.ndarray, y: np.ndarray) -> Thresholds:
     genuine = y == LABELS.index("genuine")
     spam_t = 0.95
     for t in np.round(np.arange(0.34, 0.951, 0.01), 2):
-        verdict, _ = _decide_with(proba, Thresholds(review=0.0, spam=float(t)))
+        verdict, _ = decide(proba, Thresholds(review=0.0, spam=float(t)))
         if ((verdict == LABELS.index("spam")) & genuine).sum() <= GENUINE_AS_SPAM_TARGET * max(genuine.sum(), 1):
             spam_t = float(t)
             break
     review_t = 0.34
     for t in np.round(np.arange(0.34, 0.951, 0.01), 2):
-        verdict, review = _decide_with(proba, Thresholds(review=float(t), spam=spam_t))
+        verdict, review = decide(proba, Thresholds(review=float(t), spam=spam_t))
         if review.mean() > MAX_REVIEW_SHARE:
             break
         review_t = float(t)
@@ -145,12 +145,6 @@ def choose_thresholds(proba: np.ndarray, y: np.ndarray) -> Thresholds:
         if ok.any() and (verdict[ok] == y[ok]).mean() >= CONFIDENT_ACCURACY_TARGET:
             break
     return Thresholds(review=review_t, spam=spam_t)
-
-
-def _decide_with(proba: np.ndarray, thresholds: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-    from app.model import decide
-
-    return decide(proba, thresholds)
 
 
 def fold_temperature(pipe: Pipeline, temperature: float) -> Pipeline:
