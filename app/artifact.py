@@ -3,14 +3,15 @@
 Layout of a model store (the `model/` folder, `TRIAGE_MODEL_DIR`):
 
     CURRENT                     one line: the current version's folder name
-    versions/<version>/model.joblib
+    versions/<version>/model.skops
     versions/<version>/manifest.json
 
 A version folder is written under a temporary name and renamed into place, and
 CURRENT is replaced atomically (write, then rename), so a crash at any moment leaves
-a valid current model. Loading checks the joblib file's sha256 against the manifest
-before unpickling anything, and refuses a scikit-learn version other than the one
-the model was trained with.
+a valid current model. The model is stored with skops, not pickle: loading runs no code
+from the file, and refuses any type that is not scikit-learn's, NumPy's or one of this
+project's own feature steps. It also checks the file's sha256 against the manifest and
+refuses a scikit-learn version other than the one the model was trained with.
 """
 
 from __future__ import annotations
@@ -22,19 +23,30 @@ import platform
 import shutil
 import signal
 import tempfile
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import sklearn
+import skops.io as sio
 
 from app.features import FEATURES_VERSION
 from app.model import Thresholds, TriageModel
 
 HISTORY_FILE = "history.jsonl"
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"
+# The only types a model file may hold beyond those skops trusts by default: our own feature steps.
+TRUSTED_TYPES = frozenset(
+    {
+        "app.features.ItemPreparer",
+        "app.signals.SignalTransformer",
+        "app.context.ContextTransformer",
+        "app.text.norm_text",
+        "app.text.thread_text",
+    }
+)
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
@@ -100,7 +112,7 @@ def load_model(model_dir: Path) -> TriageModel:
     if actual != manifest["artifact_sha256"]:
         raise ModelError(
             f"{artifact} does not match its manifest (sha256 {actual[:12]}... != "
-            f"{str(manifest['artifact_sha256'])[:12]}...): refusing to unpickle it"
+            f"{str(manifest['artifact_sha256'])[:12]}...): refusing to load it"
         )
     trained_with = str(manifest.get("versions", {}).get("scikit_learn", ""))
     if _minor(trained_with) != _minor(sklearn.__version__):
@@ -115,9 +127,19 @@ def load_model(model_dir: Path) -> TriageModel:
             f"{manifest.get('features_version')}, this code computes version {FEATURES_VERSION}: "
             "retrain with `triage train`"
         )
-    payload = joblib.load(artifact)
-    thresholds = Thresholds(**manifest.get("thresholds", {}))
-    return TriageModel(payload["pipeline"], thresholds, manifest)
+    try:
+        untrusted = set(sio.get_untrusted_types(file=artifact))
+    except Exception as exc:  # a corrupt or foreign file: skops raises many kinds
+        raise ModelError(f"{artifact} is not a readable model file: {exc}") from None
+    refused = sorted(untrusted - TRUSTED_TYPES)
+    if refused:
+        raise ModelError(f"{artifact} holds types this project does not trust: {', '.join(refused[:5])}: refusing to load it")
+    try:
+        pipeline = sio.load(artifact, trusted=sorted(untrusted))
+        thresholds = Thresholds(**manifest.get("thresholds", {}))
+        return TriageModel(pipeline, thresholds, manifest)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{version_dir}: the model does not load: {exc}") from None
 
 
 def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_current: bool = True) -> Path:
@@ -131,7 +153,7 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
         raise ModelError(f"version {version} already exists in {versions}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=versions))
     try:
-        joblib.dump({"pipeline": model.pipeline}, tmp / MODEL_FILE, compress=3)
+        sio.dump(model.pipeline, tmp / MODEL_FILE, compression=zipfile.ZIP_DEFLATED)
         manifest = dict(manifest, artifact_sha256=sha256_file(tmp / MODEL_FILE), artifact_file=MODEL_FILE)
         write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _checkpoint("before-version-rename")

@@ -17,13 +17,40 @@ def _settings() -> Settings:
 
 
 def cmd_build_corpus(args: argparse.Namespace) -> int:
-    from app.corpus import CORPUS_FILE, TEST_FILE, build_corpus
+    from app.first_contacts import CORPUS_FILE, TEST_FILE, build_corpus
 
     data_dir = Path(args.data)
     train, test = build_corpus(data_dir)
     train.to_csv(data_dir / CORPUS_FILE, index=False)
     test.to_csv(data_dir / TEST_FILE, index=False)
     print(f"wrote {data_dir / CORPUS_FILE} ({len(train)} rows) and {data_dir / TEST_FILE} ({len(test)} rows)")
+    return 0
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from app.corpus import build_inboxes, inboxes_dir
+
+    data_dir = Path(args.data) if args.data else _settings().data_dir
+    counts = build_inboxes(data_dir)
+    root = inboxes_dir(data_dir)
+    print(
+        f"rendered {counts['train']} training inboxes into {root / 'train'} "
+        f"and {counts['test']} test inboxes into {root / 'test'}"
+    )
+    return 0
+
+
+def cmd_corpus_stats(args: argparse.Namespace) -> int:
+    from app.corpus import inboxes_dir
+    from app.inbox_stats import format_comparison, measure_exports
+
+    data_dir = Path(args.data) if args.data else _settings().data_dir
+    for split in ("train", "test"):
+        folders = sorted(p for p in (inboxes_dir(data_dir) / split).glob("*") if p.is_dir())
+        if folders:
+            print(f"## {split}: {len(folders)} inboxes\n")
+            print(format_comparison(measure_exports(folders)))
+            print()
     return 0
 
 
@@ -34,13 +61,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings()
     data_dir = Path(args.data) if args.data else settings.data_dir
     out_dir = Path(args.out) if args.out else settings.model_dir
-    test_file = Path(args.test) if args.test else data_dir / "test.csv"
     start = time.perf_counter()
-    result = train_and_save(data_dir, out_dir, test_file)
+    result = train_and_save(data_dir, out_dir, folds=args.folds)
     elapsed = time.perf_counter() - start
-    print(format_report("grouped cross-validation (out-of-fold)", result.cv_report))
-    if "test_report" in result.extra:
-        print(format_report(f"independent test file {test_file}", result.extra["test_report"]))
+    for name, report in result.reports.items():
+        print(format_report(name, report))
     m = result.manifest
     print(
         f"temperature {m['temperature']:.3f}; thresholds review {m['thresholds']['review']:.2f}, "
@@ -52,22 +77,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from app.artifact import load_model
-    from app.corpus import read_corpus
+    from app.corpus import inboxes_dir
+    from app.evaluate import evaluate_test_inboxes
     from app.metrics import format_report
-    from app.train import evaluate_frame
+    from app.scoring import Scorer
 
     settings = _settings()
     model = load_model(Path(args.model) if args.model else settings.model_dir)
-    data = Path(args.data) if args.data else settings.data_dir / "test.csv"
-    report = evaluate_frame(model, read_corpus(data))
-    print(format_report(f"{model.version} on {data}", report))
+    data_dir = Path(args.data) if args.data else settings.data_dir
+    reports = evaluate_test_inboxes(Scorer(model), inboxes_dir(data_dir) / "test")
+    for name, report in reports.items():
+        print(format_report(f"{model.version}: {name}", report))
     out = Path(args.report) if args.report else settings.reports_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    metrics = model.manifest.get("metrics", {})
     payload = {
         "model_version": model.version,
-        "data": str(data),
-        "independent_test": report,
-        "grouped_cv": model.manifest.get("metrics", {}).get("grouped_cv"),
+        "data": str(inboxes_dir(data_dir) / "test"),
+        "grouped_cv_text": metrics.get("grouped_cv_text"),
+        "grouped_cv_export": metrics.get("grouped_cv_export"),
+        **reports,
         "thresholds": model.manifest.get("thresholds"),
     }
     out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -77,11 +106,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from app.artifact import load_model
-    from app.features import Item
+    from app.items import Item
+    from app.scoring import Scorer
 
     model = load_model(Path(args.model) if args.model else _settings().model_dir)
-    item = Item(text=args.text, kind=args.kind)
-    verdict = model.score_item(item)
+    verdict = Scorer(model).score([Item(text=args.text, kind=args.kind)])[0]
     if args.json:
         from dataclasses import asdict
 
@@ -101,7 +130,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     settings = _settings()
     data_dir = Path(args.data) if args.data else settings.data_dir
     out = Path(args.report) if args.report else settings.reports_dir / "model_selection.json"
-    compare_models(data_dir, out, print_fn=print)
+    compare_models(data_dir, out, names=args.only or None, folds=args.folds, print_fn=print)
     return 0
 
 
@@ -129,6 +158,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         format=args.format,
         me=args.me,
         model_dir=args.model,
+        lists_file=args.lists,
         jobs=args.jobs,
         progress=False if args.quiet else None,
         summary=args.summary,
@@ -179,8 +209,8 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     print(f"{'':2}{'version':<30}{'created':<27}{'status':<10}{'test macro-F1':>14}{'cv macro-F1':>13}")
     for m in versions:
         metrics = m.get("metrics", {})
-        test = metrics.get("independent_test", {}).get("macro_f1")
-        cv = metrics.get("grouped_cv", {}).get("macro_f1")
+        test = (metrics.get("test_inboxes_export") or metrics.get("independent_test") or {}).get("macro_f1")
+        cv = (metrics.get("grouped_cv_export") or metrics.get("grouped_cv") or {}).get("macro_f1")
         print(
             f"{'*' if m['current'] else ' ':2}{m['version']:<30}{m.get('created_at', ''):<27}{m.get('status', 'trained'):<10}"
             f"{test if test is not None else '-':>14}{cv if cv is not None else '-':>13}"
@@ -203,17 +233,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model on the corpus and save a new version")
-    p.add_argument("--data", help="data folder with corpus.csv (default: TRIAGE_DATA_DIR or data/)")
+    p = sub.add_parser("train", help="train a model on the simulated inboxes and save a new version")
+    p.add_argument("--data", help="data folder with inboxes/train (default: TRIAGE_DATA_DIR or data/)")
     p.add_argument("--out", help="model store to write into (default: TRIAGE_MODEL_DIR or model/)")
-    p.add_argument("--test", help="independent test CSV to report on (default: DATA/test.csv)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, whole inboxes held out (default: 5)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a model on a labelled CSV; writes reports/metrics.json")
+    p = sub.add_parser("evaluate", help="evaluate a model on the independent test inboxes; writes reports/metrics.json")
     p.add_argument("--model", help="model store or version folder (default: TRIAGE_MODEL_DIR)")
-    p.add_argument("--data", help="labelled CSV (default: data/test.csv)")
+    p.add_argument("--data", help="data folder with inboxes/test (default: TRIAGE_DATA_DIR or data/)")
     p.add_argument("--report", help="where to write the metrics JSON (default: reports/metrics.json)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("corpus", help="the simulated-inbox corpus: render it, measure it")
+    corpus_sub = p.add_subparsers(dest="corpus_command", required=True)
+    q = corpus_sub.add_parser("build", help="render data/inboxes/src/*/*.json into LinkedIn exports under train/ and test/")
+    q.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
+    q.set_defaults(func=cmd_corpus_build)
+    q = corpus_sub.add_parser("stats", help="the rendered inboxes' shape beside the real figures of FIELD_NOTES.md")
+    q.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
+    q.set_defaults(func=cmd_corpus_stats)
 
     p = sub.add_parser("predict", help="score one text and print the verdict with its reasons")
     p.add_argument("text")
@@ -222,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full verdict as JSON")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("compare", help="compare model alternatives in grouped cross-validation")
+    p = sub.add_parser("compare", help="compare model alternatives in grouped cross-validation by inbox")
     p.add_argument("--data")
     p.add_argument("--report")
+    p.add_argument("--only", action="append", help="a candidate's name (repeatable; default: all)")
+    p.add_argument("--folds", type=int, default=5)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("serve", help="run the HTTP API (settings from TRIAGE_* variables; see /docs)")
@@ -245,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--me", metavar="NAME_OR_URL", help="the LinkedIn account owner (default: inferred from the export)")
     p.add_argument("--jobs", type=int, help="worker processes (default: TRIAGE_BATCH_JOBS or all cores)")
     p.add_argument("--model", help="model store or version folder (default: TRIAGE_MODEL_DIR)")
+    p.add_argument("--lists", help="allow/deny lists file (default: TRIAGE_LISTS_FILE)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the counts")
     p.add_argument("--summary", action="store_true", help="print counts per verdict and the top pitch and spam senders")
     p.set_defaults(func=cmd_score)
@@ -268,18 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
     q.set_defaults(func=cmd_model_rollback)
 
-    p = sub.add_parser("build-corpus", help="rebuild data/corpus.csv and data/test.csv from the authored JSONL")
+    p = sub.add_parser("build-corpus", help="rebuild the first-contact corpus data/corpus.csv and data/test.csv (corpus v1)")
     p.add_argument("--data", default="data")
     p.set_defaults(func=cmd_build_corpus)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     from app.artifact import ModelError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ValidationError as exc:  # settings: name the variable, not the field
+        for err in exc.errors():
+            name = "TRIAGE_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+            print(f"triage: error: {name}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr)
+        return 2
     except (ModelError, ValueError, FileNotFoundError) as exc:
         print(f"triage: error: {exc}", file=sys.stderr)
         return 2

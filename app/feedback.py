@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.features import Item
+from app.items import Item
 from app.model import LABELS
 
 SCHEMA_VERSION = 1

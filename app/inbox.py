@@ -29,8 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from app.features import Item
-from app.items import ThreadMessage, build_item, parse_datetime
+from app.items import CONTEXT_FIELDS, Item, ThreadMessage, build_item, parse_datetime
 
 FORMATS = ("auto", "csv", "jsonl", "linkedin")
 ID_COLUMNS = ("file", "line", "id", "kind", "conversation_id", "sender_name", "sender_profile_url", "sent_at")
@@ -48,8 +47,7 @@ PLAIN_COLUMNS = (
     "recipient_name",
     "sent_at",
     "connected_at",
-    "minutes_since_connected",
-    "prior_unanswered",
+    *CONTEXT_FIELDS,
 )
 PLAIN_ID_COLUMNS = ("file", "line", "id", "kind", "sender_name", "sender_profile_url", "sent_at")
 LINKEDIN_ID_COLUMNS = ("file", "line", "kind", "conversation_id", "sender_name", "sender_profile_url", "sent_at")
@@ -59,6 +57,7 @@ OWN_MESSAGE = "own message"
 DRAFT = "draft"
 EMPTY_MESSAGE = "empty message"
 OUTGOING_INVITATION = "outgoing invitation"
+NO_NOTE = "invitation without a note"
 COACH_FILE = "AI-coach file"
 
 _SAMPLE_BYTES = 64 * 1024
@@ -262,7 +261,7 @@ def detect_format(source: str | Path | IO[bytes]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _flat_item(values: Mapping[str, Any], sender: Mapping[str, Any] | None = None, thread: Iterable = ()) -> Item:
+def _flat_item(values: Mapping[str, Any], sender: Mapping[str, Any] | None = None, thread: Iterable | None = None) -> Item:
     """An Item from plain-CSV style fields (and, for JSONL, a sender object and a thread); '' means unknown."""
     get = values.get
     text = get("text")
@@ -270,6 +269,7 @@ def _flat_item(values: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
         sender = {
             "name": get("sender_name"),
             "headline": get("sender_headline"),
+            "profile_url": get("sender_profile_url"),
             "connections": get("sender_connections"),
             "mutual_connections": get("mutual_connections"),
             "has_photo": get("sender_has_photo"),
@@ -284,8 +284,7 @@ def _flat_item(values: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
         sent_at=parse_datetime(sent_at, "sent_at") if sent_at else None,
         connected_at=parse_datetime(connected_at, "connected_at") if connected_at else None,
         thread=thread,
-        prior_unanswered=_blank(get("prior_unanswered")),
-        minutes_since_connected=_blank(get("minutes_since_connected")),
+        **{name: get(name) for name in CONTEXT_FIELDS},
     )
 
 
@@ -368,14 +367,14 @@ def _jsonl_item(obj: Mapping[str, Any]) -> Item:
     recipient = obj.get("recipient")
     if recipient is not None and not isinstance(recipient, Mapping):
         raise ValueError("recipient: expected an object")
-    raw_thread = obj.get("thread") or []
-    if not isinstance(raw_thread, list):
+    raw_thread = obj.get("thread")
+    if raw_thread is not None and not isinstance(raw_thread, list):
         raise ValueError("thread: expected a list")
-    thread = []
-    for n, message in enumerate(raw_thread, 1):
+    thread: list[ThreadMessage] | None = None if raw_thread is None else []
+    for n, message in enumerate(raw_thread or [], 1):
         if not isinstance(message, Mapping):
             raise ValueError(f"thread[{n}]: expected an object")
-        thread.append(
+        thread.append(  # type: ignore[union-attr]
             ThreadMessage(
                 direction=str(message.get("direction", "")),
                 text=str(message.get("text") or ""),
@@ -634,8 +633,18 @@ class _People:
     def __init__(self) -> None:
         self.by_url: dict[str, datetime] = {}
         self.by_name: dict[str, datetime | None] = {}  # None: two people of that name
+        self.connections: set[str] = set()  # url and name keys of Connections.csv rows
+        self.has_connections = False
+
+    def is_connection(self, name: str, url: str) -> bool | None:
+        """True or False when Connections.csv was read, None when it was not."""
+        if not self.has_connections:
+            return None
+        keys = {normalise_url(url), "name:" + _name_key(name)} - {"", "name:"}
+        return bool(keys & self.connections)
 
     def add_connection(self, name: str, url: str, day: datetime) -> None:
+        self.connections.update({normalise_url(url), "name:" + _name_key(name)} - {"", "name:"})
         if key := normalise_url(url):
             self.by_url[key] = day
         if key := _name_key(name):
@@ -731,6 +740,7 @@ class _Export:
 
     # -- context files ----------------------------------------------------------------
     def _read_connections(self, src: _Source, people: _People) -> None:
+        people.has_connections = True
         for _, row in _table(src, self.report, _is_connections_header):
             if isinstance(row, str):
                 continue
@@ -848,45 +858,45 @@ class _Export:
             stamp = when or datetime.min.replace(tzinfo=UTC)
             timeline.append((stamp, -position, line, row, own))
         timeline.sort(key=lambda t: (t[0], t[1]))
-        last_reply: ThreadMessage | None = None
-        since_reply: dict[str, list[ThreadMessage]] = {}
-        for when, _, line, row, own in timeline:
+        last_own = max((i for i, t in enumerate(timeline) if t[4]), default=-1)
+        history: list[tuple[str, ThreadMessage]] = []  # (sender key or "", message) so far, oldest first
+        for position, (when, _, line, row, own) in enumerate(timeline):
             message = ThreadMessage("outbound" if own else "inbound", _message_text(row.get("content")), when)
-            if own:
-                last_reply, since_reply = message, {}
-                continue
-            sender = normalise_url(row.get("sender profile url")) or "name:" + _name_key(row.get("from"))
-            earlier = since_reply.setdefault(sender, [])
+            sender = "" if own else (normalise_url(row.get("sender profile url")) or "name:" + _name_key(row.get("from")))
             record = out[line]
-            if record.skipped is None:
-                thread = ([last_reply] if last_reply else []) + earlier
+            if not own and record.skipped is None:
+                thread = [m for key, m in history if key in ("", sender)]
                 try:
-                    record.item = self._message_item(row, owner, people, when, thread)
+                    record.item = self._message_item(row, owner, people, when, thread, owner_replied_after=position < last_own)
                 except ValueError as exc:
                     record.error = str(exc)
-            earlier.append(message)
+            history.append((sender, message))
         for line in sorted(out):
             yield out[line]
 
     @staticmethod
     def _message_item(
-        row: Mapping[str, str], owner: Owner | None, people: _People, when: datetime, thread: list[ThreadMessage]
+        row: Mapping[str, str],
+        owner: Owner | None,
+        people: _People,
+        when: datetime,
+        thread: list[ThreadMessage],
+        owner_replied_after: bool | None,
     ) -> Item:
         sender_name = _decoded(row.get("from"))
-        if _name_key(sender_name) in _ANONYMOUS:
-            sender_name = None
         url = row.get("sender profile url", "")
         recipient = owner.display if owner and owner.names and not _is_url(owner.display) else _decoded(row.get("to"))
         sent_at = when if when.year > 1 else None
         return build_item(
             _message_text(row.get("content")),
             kind="message",
-            sender={"name": sender_name},
+            sender={"name": sender_name, "profile_url": url or None},
             recipient_name=recipient,
             sent_at=sent_at,
             connected_at=people.connected_at(sender_name or "", url) if sent_at else None,
             thread=thread,
-            prior_unanswered=None if thread else 0,
+            is_connection=people.is_connection(sender_name or "", url),
+            owner_replied_after=owner_replied_after if owner is not None else None,
         )
 
     def _read_invitations(self, src: _Source) -> Iterator[Record]:
@@ -913,12 +923,17 @@ class _Export:
                 when = parse_export_time(row.get("sent at"), "Sent At")
                 if when is not None:
                     ids["sent_at"] = when.isoformat()
+                note = _message_text(row.get("message"))
+                if not note.strip():
+                    yield Record(src.name, line, ids, skipped=NO_NOTE)
+                    continue
                 item = build_item(
-                    _message_text(row.get("message")),
+                    note,
                     kind="invite",
-                    sender={"name": _decoded(row.get("from"))},
+                    sender={"name": _decoded(row.get("from")), "profile_url": row.get("inviterprofileurl") or None},
                     recipient_name=_decoded(row.get("to")),
                     sent_at=when,
+                    is_connection=False,
                 )
             except ValueError as exc:
                 yield Record(src.name, line, ids, error=str(exc))

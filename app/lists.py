@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from app.features import Item, prepare
-from app.model import LABELS, Contribution, Span, Verdict
+from app.items import Item
+from app.model import LABELS, Reason, Span, Verdict
+from app.text import prepare
 
 LIST_NAMES = ("allow", "deny")
 LIST_KEYS = ("profile_urls", "names", "companies", "domains", "keywords")
@@ -135,14 +136,6 @@ class ListMatch:
 
 
 @dataclass(frozen=True)
-class Sender:
-    """What the lists look at besides the item: the sender's profile URL and company."""
-
-    profile_url: str | None = None
-    company: str | None = None
-
-
-@dataclass(frozen=True)
 class Lists:
     allow: ListEntries = ListEntries()
     deny: ListEntries = ListEntries()
@@ -158,7 +151,7 @@ class Lists:
             **{name: {k: len(getattr(getattr(self, name), k)) for k in LIST_KEYS} for name in LIST_NAMES},
         }
 
-    def match(self, item: Item, sender: Sender = Sender()) -> list[ListMatch]:
+    def match(self, item: Item) -> list[ListMatch]:
         """Every match, allow list first; empty when nothing matched."""
         if self.empty:
             return []
@@ -170,7 +163,7 @@ class Lists:
                 continue
             if entries.domains and domains is None:
                 domains = _text_domains(item)
-            out += _match_one(name, entries, item, sender, domains or [])
+            out += _match_one(name, entries, item, domains or [])
         return out
 
 
@@ -186,18 +179,18 @@ def _spans(text: str, rx: re.Pattern[str] | None, limit: int = 5) -> tuple[Span,
     return tuple(Span(m.start(), m.end(), m.group(0)) for _, m in zip(range(limit), rx.finditer(text), strict=False))
 
 
-def _match_one(name: str, entries: ListEntries, item: Item, sender: Sender, domains: list[str]) -> list[ListMatch]:
+def _match_one(name: str, entries: ListEntries, item: Item, domains: list[str]) -> list[ListMatch]:
     out: list[ListMatch] = []
-    if sender.profile_url and entries.profile_urls:
-        url = normalise_profile_url(sender.profile_url)
+    if item.sender_profile_url and entries.profile_urls:
+        url = normalise_profile_url(item.sender_profile_url)
         if url in entries.profile_urls:
             out.append(ListMatch(name, "profile_urls", url))
     if item.sender_name and normalise_name(item.sender_name) in entries.names:
         out.append(ListMatch(name, "names", item.sender_name.strip()))
     if entries.companies:
         company_rx = entries.company_rx
-        if sender.company and normalise_name(sender.company) in entries.companies:
-            out.append(ListMatch(name, "companies", sender.company.strip()))
+        if item.sender_company and normalise_name(item.sender_company) in entries.companies:
+            out.append(ListMatch(name, "companies", item.sender_company.strip()))
         elif item.sender_headline and company_rx is not None:
             m = company_rx.search(item.sender_headline)
             if m:
@@ -219,7 +212,7 @@ def list_verdict(matches: list[ListMatch], model_version: str) -> Verdict:
     winner = "allow" if any(m.list_name == "allow" for m in matches) else "deny"
     label = LIST_VERDICT[winner]
     ordered = sorted(matches, key=lambda m: m.list_name != winner)
-    reasons = tuple(Contribution(m.feature, 1.0, 1.0, m.description, m.spans) for m in ordered)
+    reasons = tuple(Reason(m.feature, 1.0, m.description, m.spans) for m in ordered)
     first = ordered[0].description
     summary = f"Marked {('genuine' if label == 'genuine' else 'spam')}: {first}."
     return Verdict(
@@ -230,6 +223,7 @@ def list_verdict(matches: list[ListMatch], model_version: str) -> Verdict:
         reasons=reasons,
         summary=summary,
         model_version=model_version,
+        source=f"{winner}_list",
     )
 
 

@@ -97,3 +97,22 @@ def format_report(name: str, report: dict[str, Any]) -> str:
         )
     )
     return "\n".join(lines)
+
+
+HEADLINE_KEYS = (
+    "n",
+    "macro_f1",
+    "accuracy",
+    "genuine_as_spam_rate",
+    "genuine_as_sales_pitch_rate",
+    "needs_review_rate",
+    "brier",
+    "log_loss",
+)
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a report worth keeping in a manifest: the headline numbers and per-class F1."""
+    return {k: report[k] for k in HEADLINE_KEYS if k in report} | {
+        "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}
+    }

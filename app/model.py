@@ -1,38 +1,53 @@
-"""The trained triage model: scores, the abstain rule and exact explanations.
+"""The trained model: class scores, the abstain rule, exact explanations and readable reasons.
 
-The model is a scikit-learn Pipeline (`ItemFeaturizer` then `LogisticRegression`).
-The calibration temperature is folded into the linear step's coefficients, so for
-every class the decision value is exactly intercept + sum(value * weight) over the
-item's features, and the scores are the softmax of those three values.
+A fitted scikit-learn Pipeline: the feature pipeline of `app/features.py`, then a
+multinomial `LogisticRegression` whose coefficients already carry the calibration
+temperature. So for every class the decision value is exactly intercept + the sum of
+value * weight over the item's features, and the scores are the softmax of the three.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 
-from app.features import SIGNAL_DESCRIPTIONS, Item, ItemFeaturizer, Prepared, ngram_spans, prepare
+from app.fast import FastFeatures
+from app.features import WordEvidence, block_offsets, split_name, word_evidence
+from app.items import Item
+from app.signals import registry, signal_spans
+from app.text import Prepared, prepare
 
 LABELS = ("genuine", "sales_pitch", "spam")
-DEFAULT_REASONS = 3  # reasons returned with a verdict (the batch output and the summary use three)
+DEFAULT_REASONS = 3
 LABEL_TEXT = {"genuine": "genuine", "sales_pitch": "a sales pitch", "spam": "spam or a fake profile"}
+_SPAM = LABELS.index("spam")
+_MAX_PHRASE_WORDS = 6
+FAST_PATH_MAX_ITEMS = 16  # up to this many items, the row-by-row fast path beats the pipeline's transform
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """The abstain rule.
 
-    A spam verdict needs p(spam) >= `spam`; below it the next class is the verdict and
-    the item goes to review (a genuine note filed as spam is the costliest error).
-    Any verdict whose probability is under `review` goes to review too.
+    A spam verdict needs p(spam) >= `spam`; below it the next class is the verdict and the
+    item goes to review (a genuine message filed as spam is the costliest error). Any
+    verdict whose probability is under `review` goes to review too.
     """
 
     review: float = 0.5
     spam: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("review", "spam"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"thresholds.{name}: expected a number from 0 to 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,22 +58,13 @@ class Span:
 
 
 @dataclass(frozen=True)
-class Contribution:
-    """One feature's share of one class's decision value: value * weight."""
+class Reason:
+    """One piece of evidence for the verdict and its share of the verdict class's decision value."""
 
     feature: str
-    value: float
     contribution: float
     description: str
     spans: tuple[Span, ...] = ()
-
-
-@dataclass(frozen=True)
-class ClassExplanation:
-    label: str
-    intercept: float
-    decision_value: float
-    contributions: tuple[Contribution, ...]
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,28 @@ class Verdict:
     confidence: float
     scores: dict[str, float]
     needs_review: bool
-    reasons: tuple[Contribution, ...]
+    reasons: tuple[Reason, ...]
     summary: str
     model_version: str
+    source: str = "model"
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One feature's exact share of one class's decision value: value * weight."""
+
+    feature: str
+    value: float
+    contribution: float
+    description: str
+
+
+@dataclass(frozen=True)
+class ClassExplanation:
+    label: str
+    intercept: float
+    decision_value: float
+    contributions: tuple[Contribution, ...]
 
 
 @dataclass(frozen=True)
@@ -89,38 +114,39 @@ def decide(proba: np.ndarray, thresholds: Thresholds) -> tuple[np.ndarray, np.nd
     proba = np.atleast_2d(proba)
     order = np.argsort(-proba, axis=1, kind="stable")
     verdict = order[:, 0].copy()
-    spam = LABELS.index("spam")
-    weak_spam = (verdict == spam) & (proba[:, spam] < thresholds.spam)
+    weak_spam = (verdict == _SPAM) & (proba[:, _SPAM] < thresholds.spam)
     verdict[weak_spam] = order[weak_spam, 1]
     top = proba[np.arange(len(proba)), verdict]
     return verdict, weak_spam | (top < thresholds.review)
 
 
-_SPAM = LABELS.index("spam")
-
-
-def decide_one(proba: Sequence[float], thresholds: Thresholds) -> tuple[int, bool]:
-    """`decide` for one item, on plain floats (the single-item path is latency-bound)."""
-    order = sorted(range(len(proba)), key=lambda k: -proba[k])
-    if order[0] == _SPAM and proba[_SPAM] < thresholds.spam:
-        return order[1], True
-    return order[0], proba[order[0]] < thresholds.review
-
-
 def describe(feature: str) -> str:
-    block, _, name = feature.partition(":")
-    if block == "signal":
-        return SIGNAL_DESCRIPTIONS.get(name, name)
+    """A plain-language description of a feature name from `get_feature_names_out`."""
+    block, name = split_name(feature)
+    if block in ("signal", "context"):
+        signal = registry().signals.get(name)
+        return signal.description if signal else name
     if block == "word":
         return f"the words '{name}'" if " " in name else f"the word '{name}'"
     if block == "char":
-        return f"the letters '{name.strip()}'" + (" at a word edge" if name != name.strip() else "")
+        return f"the letters '{name.strip()}'"
+    if block == "thread":
+        return f"the word '{name}' in the sender's earlier messages"
     return feature
+
+
+def summarise(label: str, confidence: float, review: bool, reasons: Sequence[Reason]) -> str:
+    head = f"Looks like {LABEL_TEXT[label]} ({confidence:.0%})"
+    if review:
+        head += ", but not sure enough: please review"
+    if not reasons:
+        return head + "."
+    return f"{head}: {'; '.join(r.description for r in reasons[:3])}."
 
 
 @dataclass
 class TriageModel:
-    """A fitted pipeline with its thresholds and manifest; scoring and explanation."""
+    """A fitted pipeline (features + logistic regression) with its thresholds and manifest."""
 
     pipeline: Pipeline
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -130,98 +156,157 @@ class TriageModel:
         clf = self.pipeline[-1]
         if tuple(clf.classes_) != LABELS:
             raise ValueError(f"model classes {list(clf.classes_)} are not {list(LABELS)}")
-        self.featurizer: ItemFeaturizer = self.pipeline[0]
-        self._weights_t = np.ascontiguousarray(clf.coef_.T)  # (features, classes) for fast gathers
-        self._intercept = clf.intercept_.astype(np.float64)
-        self._names: np.ndarray | None = None
+        self.features: Pipeline = self.pipeline[:-1]
+        self.union = self.features[-1]
+        self.coef = np.asarray(clf.coef_, dtype=np.float64)
+        self.intercept = np.asarray(clf.intercept_, dtype=np.float64)
+        self.offsets = block_offsets(self.union)
+        self.fast = FastFeatures(self.union)
+        self._char_cache: dict[str, tuple[int, ...]] = {}
+        blocks = [name for name, _ in self.union.transformer_list]
+        self._block_starts = np.array([self.offsets[b] for b in blocks])
+        self._block_names = np.array(blocks, dtype=object)
 
     @property
     def version(self) -> str:
         return str(self.manifest.get("version", "unversioned"))
 
-    @property
+    @cached_property
     def feature_names(self) -> np.ndarray:
-        if self._names is None:
-            self._names = self.featurizer.get_feature_names_out()
-        return self._names
+        return self.features.get_feature_names_out()
 
-    # -- scores ---------------------------------------------------------------------
-    def decision_values(self, items: Sequence[Item]) -> np.ndarray:
-        """(n, 3) decision values through the sklearn pipeline (the batch path)."""
-        return np.asarray(self.pipeline.decision_function(list(items)))
+    def transform(self, items: Sequence[Item], prepared: Sequence[Prepared] | None = None) -> sp.csr_matrix:
+        """The feature matrix (equal to `features.transform(items)`).
+
+        A few items go through the fast path (`app/fast.py`), where scikit-learn's per-call
+        overhead would dominate; larger chunks through the fitted union itself.
+        """
+        prepared = prepared if prepared is not None else [prepare(it) for it in items]
+        if len(prepared) <= FAST_PATH_MAX_ITEMS:
+            return self.fast.transform(prepared)
+        return sp.csr_matrix(self.union.transform(prepared))
+
+    def decision(self, X: sp.csr_matrix) -> np.ndarray:
+        """(n, 3) decision values of a feature matrix; equal to the pipeline's decision_function."""
+        return np.asarray(X @ self.coef.T) + self.intercept
 
     def predict_proba(self, items: Sequence[Item]) -> np.ndarray:
-        return softmax(self.decision_values(items))
+        return softmax(self.decision(self.transform(items)))
 
-    def _row(self, item: Item, with_offsets: bool = False) -> tuple[Prepared, np.ndarray, np.ndarray, np.ndarray]:
-        prepared = prepare(item, with_offsets=with_offsets)
-        idx, vals = self.featurizer.row(prepared)
-        decision = vals @ self._weights_t[idx] + self._intercept
-        return prepared, idx, vals, decision
+    # -- readable reasons ----------------------------------------------------------------
+    def blocks_of(self, columns: np.ndarray) -> np.ndarray:
+        """The block name ('word', 'char', 'thread', 'signal', 'context') of each column index."""
+        return self._block_names[np.searchsorted(self._block_starts, columns, side="right") - 1]
 
-    def score_item(self, item: Item, n_reasons: int = DEFAULT_REASONS) -> Verdict:
-        """Verdict, scores and top reasons for one item (the single-item fast path)."""
-        prepared, idx, vals, decision = self._row(item, with_offsets=n_reasons > 0)
-        return self._verdict(prepared, idx, vals, decision, n_reasons)
+    def reasons(self, prepared: Prepared, row: sp.csr_matrix, k: int, n: int = DEFAULT_REASONS) -> tuple[Reason, ...]:
+        """The top `n` pieces of evidence for class k: phrases of the text, named signals, the conversation.
 
-    def score_items(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
-        return [self.score_item(it, n_reasons) for it in items]
+        `prepared` must carry offsets (prepare(item, with_offsets=True)), so phrases point into the text.
+        """
+        if n <= 0:
+            return ()
+        item = prepared.item
+        weights = self.coef[k]
+        candidates: list[Reason] = []
+        words = word_evidence(prepared, self.union, row, weights, self.offsets, self._char_cache)
+        candidates += _phrases(prepared, words)
+        thread_total, thread_words = 0.0, []
+        names = self.feature_names
+        for j, value, block in zip(row.indices.tolist(), row.data.tolist(), self.blocks_of(row.indices), strict=True):
+            if block in ("word", "char"):
+                continue
+            contribution = value * weights[j]
+            if block in ("signal", "context") and contribution > 0:
+                name = split_name(str(names[j]))[1]
+                spans = tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, name)) if block == "signal" else ()
+                candidates.append(Reason(str(names[j]), float(contribution), describe(str(names[j])), spans))
+            elif block == "thread":
+                thread_total += contribution
+                if contribution > 0:
+                    thread_words.append((contribution, split_name(str(names[j]))[1]))
+        if thread_total > 0 and thread_words:
+            top = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
+            candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({top})"))
+        candidates.sort(key=lambda r: -r.contribution)
+        return tuple(r for r in candidates[:n] if r.contribution > 0)
 
-    def _verdict(self, prepared: Prepared, idx: np.ndarray, vals: np.ndarray, decision: np.ndarray, n_reasons: int) -> Verdict:
-        proba = softmax(decision)
-        k, needs_review = decide_one(proba.tolist(), self.thresholds)
-        reasons: tuple[Contribution, ...] = ()
-        if n_reasons > 0:
-            contrib = vals * self._weights_t[idx, k]
-            top = [i for i in np.argsort(-contrib, kind="stable")[:n_reasons] if contrib[i] > 0]
-            reasons = tuple(self._contribution(prepared, int(idx[i]), float(vals[i]), float(contrib[i])) for i in top)
-        label = LABELS[k]
-        scores = {lab: float(p) for lab, p in zip(LABELS, proba, strict=True)}
-        return Verdict(
-            label,
-            float(proba[k]),
-            scores,
-            needs_review,
-            reasons,
-            self._summary(label, float(proba[k]), needs_review, reasons),
-            self.version,
-        )
+    def verdicts(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
+        """Verdict, scores, review flag, reasons and summary for every item, computed as one matrix."""
+        if not items:
+            return []
+        prepared = [prepare(it, with_offsets=n_reasons > 0) for it in items]
+        X = self.transform(items, prepared)
+        proba = softmax(self.decision(X))
+        chosen, review = decide(proba, self.thresholds)
+        out = []
+        for i in range(len(items)):
+            k = int(chosen[i])
+            reasons = self.reasons(prepared[i], X[i], k, n_reasons)
+            label, confidence = LABELS[k], float(proba[i, k])
+            out.append(
+                Verdict(
+                    verdict=label,
+                    confidence=confidence,
+                    scores={lab: float(p) for lab, p in zip(LABELS, proba[i], strict=True)},
+                    needs_review=bool(review[i]),
+                    reasons=reasons,
+                    summary=summarise(label, confidence, bool(review[i]), reasons),
+                    model_version=self.version,
+                )
+            )
+        return out
 
-    def _contribution(self, prepared: Prepared, j: int, value: float, contribution: float) -> Contribution:
-        name = str(self.feature_names[j])
-        spans: tuple[Span, ...] = ()
-        if not name.startswith("signal:") and prepared.starts is not None:
-            text = prepared.item.text
-            spans = tuple(Span(a, b, text[a:b]) for a, b in ngram_spans(prepared, name))
-        return Contribution(name, value, contribution, describe(name), spans)
-
-    @staticmethod
-    def _summary(label: str, confidence: float, review: bool, reasons: Sequence[Contribution]) -> str:
-        head = f"Looks like {LABEL_TEXT[label]} ({confidence:.0%})"
-        if review:
-            head += ", but not sure enough: please review"
-        if not reasons:
-            return head + "."
-        evidence = []
-        for r in reasons[:3]:
-            if r.feature.startswith("signal:"):
-                evidence.append(r.description.split(" (")[0])
-            else:
-                shown = r.spans[0].text if r.spans else r.feature.split(":", 1)[1].strip()
-                evidence.append(f"'{shown}'")
-        return f"{head}: {'; '.join(evidence)}."
-
-    # -- exact explanation ------------------------------------------------------------
-    def explain(self, item: Item) -> Explanation:
-        """For every class: intercept and every non-zero contribution, summing to its decision value."""
-        prepared, idx, vals, decision = self._row(item, with_offsets=True)
-        verdict = self._verdict(prepared, idx, vals, decision, n_reasons=5)
+    # -- the exact decomposition ----------------------------------------------------------
+    def explain(self, item: Item, n_reasons: int = 5) -> Explanation:
+        """For every class: the intercept and every non-zero contribution, summing to its decision value."""
+        X = self.transform([item])
+        row = X[0]
+        decision = self.decision(X)[0]
+        names = self.feature_names
         classes = []
         for k, label in enumerate(LABELS):
-            contrib = vals * self._weights_t[idx, k]
+            contrib = row.data * self.coef[k, row.indices]
             order = np.argsort(-np.abs(contrib), kind="stable")
             parts = tuple(
-                self._contribution(prepared, int(idx[i]), float(vals[i]), float(contrib[i])) for i in order if contrib[i] != 0.0
+                Contribution(
+                    str(names[row.indices[i]]), float(row.data[i]), float(contrib[i]), describe(str(names[row.indices[i]]))
+                )
+                for i in order
+                if contrib[i] != 0.0
             )
-            classes.append(ClassExplanation(label, float(self._intercept[k]), float(decision[k]), parts))
+            classes.append(ClassExplanation(label, float(self.intercept[k]), float(decision[k]), parts))
+        verdict = self.verdicts([item], n_reasons)[0]
         return Explanation(verdict, tuple(classes))
+
+
+def _phrases(prepared: Prepared, words: list[WordEvidence]) -> list[Reason]:
+    """Runs of neighbouring words that pushed towards the class, as phrases of the received text."""
+    if not words or prepared.starts is None or prepared.ends is None:
+        return []
+    best = max(w.contribution for w in words)
+    floor = max(0.05, 0.25 * best)
+    strong = [w for w in words if w.contribution >= floor]
+    runs: list[list[WordEvidence]] = []
+    for w in strong:
+        gap = prepared.norm[runs[-1][-1].end : w.start] if runs else "x"
+        if runs and not gap.strip() and len(runs[-1]) < _MAX_PHRASE_WORDS:
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    text = prepared.item.text
+    out = []
+    for run in runs:
+        start, end = prepared.starts[run[0].start], prepared.ends[run[-1].end - 1]
+        shown = " ".join(text[start:end].split())
+        if not shown:
+            continue
+        what = "the words" if len(run) > 1 else "the word"
+        out.append(
+            Reason(
+                f"text:{shown.lower()}",
+                sum(w.contribution for w in run),
+                f"{what} '{shown}'",
+                (Span(start, end, text[start:end]),),
+            )
+        )
+    return out

@@ -9,7 +9,7 @@
 4. A candidate is trained on the corpus plus all user rows. User rows are spread over
    the cross-validation folds, so the candidate's out-of-fold scores on them are
    honest; the current model has never seen them.
-5. The candidate is promoted only if macro-F1 on the frozen test file falls by at most
+5. The candidate is promoted only if macro-F1 on the frozen test inboxes falls by at most
    0.5 points and genuine-as-spam does not rise (or `force`); otherwise it is kept as a
    rejected version with the reason.
 """
@@ -24,20 +24,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from app import artifact
-from app.corpus import CORPUS_COLUMNS, LABELS, TEST_FILE, read_corpus, to_frame
-from app.features import ITEM_FIELDS, Item, ItemFeaturizer, prepare
+from app.corpus import Example, inboxes_dir, load_inboxes
 from app.inbox import detect_format, read_jsonl, read_plain_csv
-from app.metrics import classification_report, label_indices
-from app.train import evaluate_frame, load_training_frame, train_model
+from app.items import ITEM_FIELDS, Item
+from app.metrics import classification_report
+from app.model import LABELS
+from app.text import prepare
+from app.train import evaluate_examples, load_training_examples, train_model
 
 USER_DIR = Path("labelled") / "user"
 FEEDBACK_CURSOR = ".feedback_cursor"
 NEAR_DUPLICATE_SIMILARITY = 0.92  # cosine of character n-gram TF-IDF vectors
 MAX_MACRO_F1_DROP = 0.005
-USER_COLUMNS = (*CORPUS_COLUMNS, "added_at", "origin")
+USER_COLUMNS = ("id", "label", *ITEM_FIELDS, "added_at", "origin")
 
 
 class RetrainError(ValueError):
@@ -148,42 +152,43 @@ def _text_key(item: Item) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", prepare(item).norm).split())
 
 
-def screen_rows(rows: list[NewRow], corpus: pd.DataFrame, report: RetrainReport) -> list[NewRow]:
-    """Drop exact/near duplicates of the corpus and conflicting labels; record why."""
-    corpus_items = [Item.from_mapping(r) for r in corpus[[c for c in ITEM_FIELDS if c in corpus]].to_dict("records")]
-    corpus_keys: dict[str, str] = {}
-    for item, label in zip(corpus_items, corpus["label"], strict=True):
-        corpus_keys.setdefault(_text_key(item), label)
+def screen_rows(rows: list[NewRow], known: Sequence[Example], report: RetrainReport) -> list[NewRow]:
+    """Drop exact/near duplicates of the training rows and conflicting labels; record why."""
+    known_keys: dict[str, str] = {}
+    for ex in known:
+        known_keys.setdefault(_text_key(ex.item), ex.label)
     by_key: dict[str, list[NewRow]] = {}
     for row in rows:
         by_key.setdefault(_text_key(row.item), []).append(row)
     kept: list[NewRow] = []
     for key, group in by_key.items():
         labels = {r.label for r in group}
-        if key in corpus_keys and corpus_keys[key] not in labels | {None}:
+        if key in known_keys and known_keys[key] not in labels | {None}:
             report.conflicts += [
-                f"{r.origin}: labelled {r.label}, the corpus has the same text as {corpus_keys[key]}" for r in group
+                f"{r.origin}: labelled {r.label}, the corpus has the same text as {known_keys[key]}" for r in group
             ]
         elif len(labels) > 1:
             report.conflicts += [
                 f"{r.origin}: labelled {r.label}, the same text is also labelled {', '.join(sorted(labels - {r.label}))}"
                 for r in group
             ]
-        elif key in corpus_keys and key:
+        elif key in known_keys and key:
             report.duplicates += [f"{r.origin}: exact duplicate of a corpus row" for r in group]
         else:
             kept.append(group[0])
             report.duplicates += [f"{r.origin}: exact duplicate of {group[0].origin}" for r in group[1:]]
-    return _drop_near_duplicates(kept, corpus_items, report)
+    return _drop_near_duplicates(kept, [ex.item for ex in known], report)
 
 
-def _drop_near_duplicates(rows: list[NewRow], corpus_items: list[Item], report: RetrainReport) -> list[NewRow]:
-    texted = [r for r in rows if r.item.text.strip()]
-    if not texted:
+def _drop_near_duplicates(rows: list[NewRow], known: list[Item], report: RetrainReport) -> list[NewRow]:
+    """Rows whose longer text is nearly the same as a known one (character n-gram cosine) are duplicates."""
+    texted = [r for r in rows if len(r.item.text.strip()) >= 40]  # short turns repeat by nature: only long texts
+    long_known = [it.text for it in known if len(it.text.strip()) >= 40]
+    if not texted or not long_known:
         return rows
-    chars = ItemFeaturizer(use_words=False, use_signals=False, char_min_df=1).fit(corpus_items)
-    new = chars.transform([r.item for r in texted])
-    old = chars.transform(corpus_items)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit(long_known)
+    new = chars.transform([r.item.text for r in texted])
+    old = chars.transform(long_known)
     best = (new @ old.T).max(axis=1).toarray().ravel()
     near = {id(r) for r, s in zip(texted, best, strict=True) if s >= NEAR_DUPLICATE_SIMILARITY}
     report.duplicates += [f"{r.origin}: near duplicate of a corpus row" for r in texted if id(r) in near]
@@ -191,24 +196,30 @@ def _drop_near_duplicates(rows: list[NewRow], corpus_items: list[Item], report: 
 
 
 def user_frame(rows: list[NewRow], added_at: datetime) -> pd.DataFrame:
-    """Accepted rows in the corpus columns, plus when and where they came from."""
+    """Accepted rows with their item fields, label, and when and where they came from."""
     records = []
     for n, row in enumerate(rows, 1):
-        rec = {k: getattr(row.item, k) for k in ITEM_FIELDS}
+        rec: dict[str, Any] = {k: getattr(row.item, k) for k in ITEM_FIELDS}
         rec.update(
             id=f"user-{added_at:%Y%m%d%H%M%S}-{n:05d}",
             label=row.label,
-            archetype=f"user/{row.label}",
-            language=row.extra.get("language") or None,
-            source="user",
             added_at=added_at.isoformat(timespec="seconds"),
             origin=row.origin,
         )
         records.append(rec)
-    frame = to_frame(records)
-    frame["added_at"] = [r["added_at"] for r in records]
-    frame["origin"] = [r["origin"] for r in records]
-    return frame
+    return pd.DataFrame(records, columns=list(USER_COLUMNS))
+
+
+def load_user_examples(data_dir: Path) -> list[Example]:
+    """Every user-labelled row under data/labelled/user/, each its own cross-validation group."""
+    folder = Path(data_dir) / USER_DIR
+    out: list[Example] = []
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for row in frame.to_dict("records"):
+            fields = {k: row.get(k) for k in ITEM_FIELDS if k in row}
+            out.append(Example(Item.from_mapping(fields), row["label"], f"user:{row['id']}", "user", "user"))
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -229,11 +240,11 @@ def gate(current: dict[str, Any], candidate: dict[str, Any]) -> tuple[bool, str]
     """Promote only if test macro-F1 drops by <= 0.5 points and genuine-as-spam does not rise."""
     drop = current["macro_f1"] - candidate["macro_f1"]
     if drop > MAX_MACRO_F1_DROP:
-        return False, f"macro-F1 on the frozen test file falls by {drop * 100:.2f} points (limit 0.5)"
+        return False, f"macro-F1 on the frozen test inboxes falls by {drop * 100:.2f} points (limit 0.5)"
     if candidate["genuine_as_spam_rate"] > current["genuine_as_spam_rate"]:
         return False, (
             f"genuine filed as spam rises from {current['genuine_as_spam_rate']:.2%} to "
-            f"{candidate['genuine_as_spam_rate']:.2%} on the frozen test file"
+            f"{candidate['genuine_as_spam_rate']:.2%} on the frozen test inboxes"
         )
     return True, (
         f"test macro-F1 {current['macro_f1']:.4f} -> {candidate['macro_f1']:.4f}, genuine as spam "
@@ -284,8 +295,10 @@ def retrain(
 
     current = artifact.load_model(model_dir)
     report.current_version = current.version
-    corpus = load_training_frame(data_dir)
-    report.accepted = screen_rows(rows, corpus, report)
+    params = current.manifest.get("params")
+    examples, extra = load_training_examples(data_dir, params)
+    previous_user = load_user_examples(data_dir)
+    report.accepted = screen_rows(rows, [*examples, *extra, *previous_user], report)
     for line in report.duplicates + report.conflicts:
         log(f"skipped {line}")
     log(
@@ -300,36 +313,37 @@ def retrain(
     if not dry_run and last_feedback is not None:
         cursor_file.parent.mkdir(parents=True, exist_ok=True)
         artifact.write_atomic(cursor_file, f"{last_feedback}\n")
-    training = pd.concat([corpus, new_frame[list(CORPUS_COLUMNS)]], ignore_index=True) if len(new_frame) else corpus
-    if not (training["source"] == "user").any():
+    user = previous_user + [Example(r.item, r.label, f"user:new-{n}", "user", "user") for n, r in enumerate(report.accepted)]
+    if not user:
         report.decision, report.reason = "nothing to do", "no user-labelled rows to train on"
         log(report.reason)
         return report
 
-    result = train_model(training, params=current.manifest.get("params"))
+    result = train_model([*examples, *user], params=params, extra=extra)
     candidate = result.model
     report.candidate_version = candidate.version
 
-    test_path = data_dir / TEST_FILE
-    test = read_corpus(test_path)
+    test = load_inboxes(inboxes_dir(data_dir) / "test")
     comparison: dict[str, dict[str, Any]] = {
-        "frozen test file": {
-            "current": _summary(evaluate_frame(current, test)),
-            "candidate": _summary(evaluate_frame(candidate, test)),
+        "frozen test inboxes": {
+            "current": _summary(evaluate_examples(current, test, "export")),
+            "candidate": _summary(evaluate_examples(candidate, test, "export")),
         },
     }
-    user_mask = (training["source"] == "user").to_numpy()
-    user_rows = training.loc[user_mask]
-    y_user = label_indices(user_rows["label"].tolist())
-    oof = result.extra["oof_proba"][user_mask]
+    cv = result.extra["cv"]
+    user_at = np.arange(len(examples), len(examples) + len(user))
     comparison["user rows (candidate: cross-validated)"] = {
-        "current": _summary(evaluate_frame(current, user_rows)),
-        "candidate": _summary(classification_report(oof, y_user, candidate.thresholds)),
+        "current": _summary(evaluate_examples(current, user, "export")),
+        "candidate": _summary(
+            classification_report(
+                _softmax_t(cv.export[user_at], result.manifest["temperature"]), cv.y[user_at], candidate.thresholds
+            )
+        ),
     }
     report.comparison = comparison
     log(format_comparison(comparison))
 
-    ok, reason = gate(comparison["frozen test file"]["current"], comparison["frozen test file"]["candidate"])
+    ok, reason = gate(comparison["frozen test inboxes"]["current"], comparison["frozen test inboxes"]["candidate"])
     report.reason = reason
     if dry_run:
         report.decision = "dry run: nothing promoted"
@@ -363,3 +377,9 @@ def _append_user_rows(data_dir: Path, frame: pd.DataFrame, now: datetime) -> Pat
     frame[list(USER_COLUMNS)].to_csv(tmp, index=False)
     tmp.replace(path)
     return path
+
+
+def _softmax_t(decision: np.ndarray, temperature: float) -> np.ndarray:
+    from app.model import softmax
+
+    return softmax(decision / temperature)

@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API (Pydantic v2), each with an example for /docs.
 
-Requests convert to the core's `Incoming` with `to_incoming` (through `build_item`);
-responses are built from the core's dataclasses with the `from_*` helpers.
+Requests convert to the core's `Item` with `to_item` (through `build_item`); responses are
+built from the core's dataclasses with the `*_payload` and `from_core` helpers.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from app.feedback import FeedbackRecord
-from app.items import ThreadMessage, parse_datetime
-from app.model import Contribution, Explanation, Verdict
-from app.service import Explained, Incoming, ReloadResult, Scored, make_incoming
+from app.items import Item, ThreadMessage, build_item, parse_datetime
+from app.model import Contribution, Explanation, Reason, Verdict
+from app.service import ReloadResult
 from app.settings import Settings
 
-MAX_TEXT_CHARS = Settings.max_text_chars
-MAX_BATCH_ITEMS = Settings.max_batch_items
+MAX_TEXT_CHARS = Settings.model_fields["max_text_chars"].default
+MAX_BATCH_ITEMS = Settings.model_fields["max_batch_items"].default
 MAX_THREAD_MESSAGES = 500
 Label = Literal["genuine", "sales_pitch", "spam"]
 Source = Literal["model", "allow_list", "deny_list"]
@@ -34,7 +34,8 @@ DateTimeIn = Annotated[
     Field(description="ISO 8601; a time without a zone is taken as UTC", examples=["2025-03-04T09:15:00Z"]),
 ]
 Kind = Annotated[Literal["invite", "message"], BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)]
-Count = Annotated[int | None, Field(ge=0, le=1_000_000_000)]
+Count = Annotated[int | None, Field(ge=0, le=1_000_000_000, strict=True)]
+Flag = Annotated[bool | None, Field(strict=True)]
 
 EXAMPLE_ITEM: dict[str, Any] = {
     "id": "msg-1042",
@@ -55,11 +56,16 @@ EXAMPLE_ITEM: dict[str, Any] = {
     "thread": [],
 }
 EXAMPLE_REASON: dict[str, Any] = {
-    "feature": "signal:meeting_request",
-    "description": "asks for a call, a demo or a meeting (calendar links, '15 minutes')",
+    "feature": "signal__meeting_request",
+    "description": "asks for a call or a meeting slot ('15 minutes', 'quick call', a booking link)",
+    "contribution": 1.84,
+    "spans": [{"start": 85, "end": 95, "text": "15 minutes"}],
+}
+EXAMPLE_CONTRIBUTION: dict[str, Any] = {
+    "feature": "signal__meeting_request",
+    "description": "asks for a call or a meeting slot ('15 minutes', 'quick call', a booking link)",
     "value": 1.0,
     "contribution": 1.84,
-    "spans": [],
 }
 EXAMPLE_VERDICT: dict[str, Any] = {
     "id": "msg-1042",
@@ -70,14 +76,13 @@ EXAMPLE_VERDICT: dict[str, Any] = {
     "reasons": [
         EXAMPLE_REASON,
         {
-            "feature": "word:we help",
-            "description": "the words 'we help'",
-            "value": 0.21,
+            "feature": "text:we help saas teams",
+            "description": "the words 'We help SaaS teams'",
             "contribution": 0.77,
-            "spans": [{"start": 33, "end": 40, "text": "We help"}],
+            "spans": [{"start": 34, "end": 52, "text": "We help SaaS teams"}],
         },
     ],
-    "summary": "Looks like a sales pitch (93%): asks for a call, a demo or a meeting; 'We help'.",
+    "summary": "Looks like a sales pitch (93%): asks for a call or a meeting slot; the words 'We help SaaS teams'.",
     "model_version": "v20250301-120000-1a2b3c4d",
     "source": "model",
 }
@@ -107,7 +112,7 @@ class SenderIn(_In):
     company: str | None = Field(None, max_length=300, description="matched against the allow/deny lists")
     connections: Count = None
     mutual_connections: Count = None
-    has_photo: bool | None = None
+    has_photo: Flag = None
     account_age_days: Count = None
 
 
@@ -146,25 +151,33 @@ class ItemIn(_In):
     thread: list[ThreadMessageIn] = Field(
         default_factory=list, max_length=MAX_THREAD_MESSAGES, description="earlier messages of the conversation, oldest first"
     )
+    thread_known: bool = Field(
+        False, description="true when `thread` is the whole conversation so far (an empty thread then means a first message)"
+    )
     prior_unanswered: Count = Field(None, description="overrides the count the thread implies")
     minutes_since_connected: Count = Field(None, description="overrides what connected_at and sent_at imply")
+    is_connection: Flag = Field(None, description="the sender was one of the recipient's connections")
+    owner_replied_after: Flag = Field(None, description="the recipient replied after this message")
 
-    def to_incoming(self, keep_request: bool = False) -> Incoming:
-        """The core's Incoming (via build_item). Raises ValueError naming the field."""
-        request = self.model_dump(mode="json", exclude_none=True) if keep_request else None
-        return make_incoming(
-            self.text,
-            kind=self.kind,
-            item_id=self.id,
-            sender=self.sender.model_dump() if self.sender else None,
-            recipient_name=self.recipient.name if self.recipient else None,
-            sent_at=self.sent_at,
-            connected_at=self.connected_at,
-            thread=[ThreadMessage(m.direction, m.text, m.sent_at) for m in self.thread],
-            prior_unanswered=self.prior_unanswered,
-            minutes_since_connected=self.minutes_since_connected,
-            request=request,
-        )
+    def to_item(self) -> Item:
+        """The core's Item (via build_item). Raises ValueError naming the field."""
+        thread = [ThreadMessage(m.direction, m.text, m.sent_at) for m in self.thread]
+        try:
+            return build_item(
+                self.text,
+                kind=self.kind,
+                sender=self.sender.model_dump() if self.sender else None,
+                recipient_name=self.recipient.name if self.recipient else None,
+                sent_at=self.sent_at,
+                connected_at=self.connected_at,
+                thread=thread if thread or self.thread_known else None,
+                prior_unanswered=self.prior_unanswered,
+                minutes_since_connected=self.minutes_since_connected,
+                is_connection=self.is_connection,
+                owner_replied_after=self.owner_replied_after,
+            )
+        except OverflowError as exc:
+            raise ValueError(f"sent_at/connected_at: {exc}") from None
 
 
 class BatchIn(_In):
@@ -188,19 +201,30 @@ class SpanOut(_Out):
     text: str
 
 
-class ContributionOut(_Out):
-    """One feature's share of a class's decision value (value * weight).
+class ReasonOut(_Out):
+    """A piece of evidence for the verdict: a phrase of the text, a named signal or a fact of the conversation,
+    with its share of the verdict class's decision value and where it is in the text.
 
-    For an allow/deny list match, `value` and `contribution` are 1: the list decides outright.
+    For an allow/deny list match, `contribution` is 1: the list decides outright.
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REASON]})
 
     feature: str
     description: str
-    value: float
     contribution: float
     spans: list[SpanOut] = []
+
+
+class ContributionOut(_Out):
+    """One feature's exact share of a class's decision value: value * weight."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_CONTRIBUTION]})
+
+    feature: str
+    description: str
+    value: float
+    contribution: float
 
 
 class ScoresOut(_Out):
@@ -221,7 +245,7 @@ class VerdictOut(_Out):
     confidence: float
     scores: ScoresOut
     needs_review: bool
-    reasons: list[ContributionOut] = Field(description="the top contributions toward the verdict")
+    reasons: list[ReasonOut] = Field(description="the strongest evidence toward the verdict")
     summary: str
     model_version: str
     source: Source = Field(description="what decided: the model or an allow/deny list")
@@ -239,7 +263,9 @@ class ClassExplanationOut(_Out):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"label": "sales_pitch", "intercept": -0.41, "decision_value": 3.02, "contributions": [EXAMPLE_REASON]}]
+            "examples": [
+                {"label": "sales_pitch", "intercept": -0.41, "decision_value": 3.02, "contributions": [EXAMPLE_CONTRIBUTION]}
+            ]
         }
     )
 
@@ -258,7 +284,12 @@ class ExplainOut(_Out):
                 {
                     "verdict": EXAMPLE_VERDICT,
                     "classes": [
-                        {"label": "sales_pitch", "intercept": -0.41, "decision_value": 3.02, "contributions": [EXAMPLE_REASON]}
+                        {
+                            "label": "sales_pitch",
+                            "intercept": -0.41,
+                            "decision_value": 3.02,
+                            "contributions": [EXAMPLE_CONTRIBUTION],
+                        }
                     ],
                 }
             ]
@@ -274,17 +305,16 @@ class ExplainOut(_Out):
 # every answer against the OpenAPI schema.
 
 
-def contribution_payload(c: Contribution) -> dict[str, Any]:
+def reason_payload(r: Reason) -> dict[str, Any]:
     return {
-        "feature": c.feature,
-        "description": c.description,
-        "value": c.value,
-        "contribution": c.contribution,
-        "spans": [{"start": s.start, "end": s.end, "text": s.text} for s in c.spans],
+        "feature": r.feature,
+        "description": r.description,
+        "contribution": float(r.contribution),
+        "spans": [{"start": s.start, "end": s.end, "text": s.text} for s in r.spans],
     }
 
 
-def verdict_payload(item_id: str | None, v: Verdict, source: str) -> dict[str, Any]:
+def verdict_payload(item_id: str | None, v: Verdict) -> dict[str, Any]:
     """A VerdictOut as a dict."""
     return {
         "id": item_id,
@@ -292,22 +322,21 @@ def verdict_payload(item_id: str | None, v: Verdict, source: str) -> dict[str, A
         "confidence": v.confidence,
         "scores": {k: v.scores[k] for k in ("genuine", "sales_pitch", "spam")},
         "needs_review": v.needs_review,
-        "reasons": [contribution_payload(r) for r in v.reasons],
+        "reasons": [reason_payload(r) for r in v.reasons],
         "summary": v.summary,
         "model_version": v.model_version,
-        "source": source,
+        "source": v.source,
     }
 
 
-def scored_payload(s: Scored) -> dict[str, Any]:
-    return verdict_payload(s.id, s.verdict, s.source)
+def contribution_payload(c: Contribution) -> dict[str, Any]:
+    return {"feature": c.feature, "description": c.description, "value": c.value, "contribution": c.contribution}
 
 
-def explain_payload(e: Explained) -> dict[str, Any]:
+def explain_payload(item_id: str | None, e: Explanation) -> dict[str, Any]:
     """An ExplainOut as a dict."""
-    expl: Explanation = e.explanation
     return {
-        "verdict": verdict_payload(e.id, e.verdict, e.source),
+        "verdict": verdict_payload(item_id, e.verdict),
         "classes": [
             {
                 "label": c.label,
@@ -315,7 +344,7 @@ def explain_payload(e: Explained) -> dict[str, Any]:
                 "decision_value": c.decision_value,
                 "contributions": [contribution_payload(x) for x in c.contributions],
             }
-            for c in expl.classes
+            for c in e.classes
         ],
     }
 

@@ -2,114 +2,42 @@
 
 - `ModelHolder` loads the model once and swaps a new one in atomically (one attribute
   assignment); a model that fails verification is refused and the current one stays.
-- `TriageService` applies the allow/deny lists, then the model; it watches the model
-  store (CURRENT and the manifest) and the lists file in a background thread and
-  reloads when they change.
-- `score_upload` scores an upload in the batch CLI's formats (plain CSV, JSONL, a
-  LinkedIn export), read by `app.inbox.read_items`, row by row; a bad row becomes an
-  error row naming its line.
+- `TriageService` scores through `Scorer` (lists, then the model); it watches the model
+  store (CURRENT and the manifest) and the lists file in a background thread and reloads
+  when they change.
+- `score_upload` scores an upload in the batch CLI's formats (plain CSV, JSONL, a LinkedIn
+  export), read by `app.inbox.read_items`, in chunks through the same `score_chunk` as
+  `triage score`; a bad row becomes an error row naming its line.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app import feedback as feedback_store
 from app.artifact import MANIFEST_FILE, POINTER_FILE, ModelError, load_model, resolve_version_dir
-from app.batch import SCORE_COLUMNS, carried_columns
-from app.features import Item
+from app.batch import output_columns, row_head, score_chunk, too_long
 from app.inbox import Record, read_items
-from app.items import ThreadMessage, build_item, parse_datetime
-from app.lists import Lists, ListsError, Sender, list_verdict, load_lists
+from app.items import Item
+from app.lists import Lists, ListsError, load_lists
 from app.model import DEFAULT_REASONS, LABELS, Explanation, Thresholds, TriageModel, Verdict
+from app.output import SCORE_COLUMNS, STATUS_COLUMNS, csv_line
+from app.scoring import Scorer
 from app.settings import Settings
 
 log = logging.getLogger("triage.service")
 
-SOURCE_MODEL = "model"
-SOURCE_ALLOW = "allow_list"
-SOURCE_DENY = "deny_list"
-
 
 class ModelUnavailable(RuntimeError):
     """No verified model is loaded yet; the message says why."""
-
-
-# --------------------------------------------------------------------------------------
-# Requests and results
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One item to score, with what the lists need and the caller's id."""
-
-    item: Item
-    id: str | None = None
-    sender: Sender = field(default_factory=Sender)
-    request: Mapping[str, Any] | None = None  # the item as submitted (kept with feedback)
-
-
-@dataclass(frozen=True)
-class Scored:
-    id: str | None
-    verdict: Verdict
-    source: str  # "model", "allow_list" or "deny_list"
-
-
-@dataclass(frozen=True)
-class Explained:
-    id: str | None
-    verdict: Verdict
-    source: str
-    explanation: Explanation  # the model's exact decomposition (also when a list decided)
-
-
-def make_incoming(
-    text: str,
-    *,
-    kind: str = "message",
-    item_id: str | None = None,
-    sender: Mapping[str, Any] | None = None,
-    recipient_name: str | None = None,
-    sent_at: Any = None,
-    connected_at: Any = None,
-    thread: Iterable[ThreadMessage] = (),
-    prior_unanswered: int | None = None,
-    minutes_since_connected: int | None = None,
-    request: Mapping[str, Any] | None = None,
-) -> Incoming:
-    """An Incoming from a request's fields (through `build_item`). Raises ValueError naming the field."""
-    sender = dict(sender or {})
-    try:
-        item = build_item(
-            text,
-            kind=kind,
-            sender=sender,
-            recipient_name=recipient_name,
-            sent_at=parse_datetime(sent_at, "sent_at"),
-            connected_at=parse_datetime(connected_at, "connected_at"),
-            thread=thread,
-            prior_unanswered=prior_unanswered,
-            minutes_since_connected=minutes_since_connected,
-        )
-    except OverflowError as exc:
-        raise ValueError(f"sent_at/connected_at: {exc}") from None
-    return Incoming(
-        item,
-        item_id,
-        Sender(profile_url=sender.get("profile_url") or None, company=sender.get("company") or None),
-        request,
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -307,45 +235,38 @@ class TriageService:
         return self.models.state is not None
 
     # -- scoring ----------------------------------------------------------------------
-    def _score_with(self, model: TriageModel, lists: Lists, incoming: Incoming, n_reasons: int) -> Scored:
-        matches = lists.match(incoming.item, incoming.sender) if not lists.empty else []
-        if matches:
-            verdict = list_verdict(matches, model.version)
-            return Scored(incoming.id, verdict, SOURCE_ALLOW if verdict.verdict == "genuine" else SOURCE_DENY)
-        return Scored(incoming.id, model.score_item(incoming.item, n_reasons), SOURCE_MODEL)
+    def scorer(self) -> Scorer:
+        """The current model with the current lists; both captured now, so a reload mid-request changes nothing."""
+        return Scorer(self.models.require().model, self.lists)
 
-    def score(self, incoming: Incoming, n_reasons: int = DEFAULT_REASONS) -> Scored:
-        """Lists first, then the model. Raises ModelUnavailable when no model is loaded."""
-        return self._score_with(self.models.require().model, self.lists, incoming, n_reasons)
+    def score(self, items: list[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
+        """Lists first, then the model, for every item in one pass. Raises ModelUnavailable without a model."""
+        return self.scorer().score(items, n_reasons)
 
-    def score_many(self, incomings: Sequence[Incoming], n_reasons: int = DEFAULT_REASONS) -> list[Scored]:
-        """Score in order with one model and one set of lists, even if a reload lands meanwhile."""
-        model, lists = self.models.require().model, self.lists
-        return [self._score_with(model, lists, inc, n_reasons) for inc in incomings]
-
-    def explain(self, incoming: Incoming) -> Explained:
-        """The model's exact decomposition; the verdict is the list's when a list matches."""
-        model, lists = self.models.require().model, self.lists
-        explanation = model.explain(incoming.item)
-        scored = self._score_with(model, lists, incoming, 0)
-        verdict = explanation.verdict if scored.source == SOURCE_MODEL else scored.verdict
-        return Explained(incoming.id, verdict, scored.source, explanation)
+    def explain(self, item: Item) -> Explanation:
+        return self.scorer().explain(item)
 
     # -- feedback ---------------------------------------------------------------------
     def add_feedback(
-        self, incoming: Incoming, label: str, corrects: str | None = None, model_version: str | None = None
+        self,
+        item: Item,
+        label: str,
+        corrects: str | None = None,
+        model_version: str | None = None,
+        item_id: str | None = None,
+        request: Mapping[str, Any] | None = None,
     ) -> feedback_store.FeedbackRecord:
         """Store feedback; the model version defaults to the one serving now."""
         if model_version is None and self.models.state is not None:
             model_version = self.models.state.model.version
         return feedback_store.add_feedback(
             self.settings.db_path,
-            incoming.item,
+            item,
             label,
             corrects=corrects,
             model_version=model_version,
-            item_id=incoming.id,
-            request=incoming.request,
+            item_id=item_id,
+            request=request,
         )
 
     def list_feedback(
@@ -375,32 +296,15 @@ class TriageService:
 
 
 # --------------------------------------------------------------------------------------
-# Uploads: the batch CLI's formats, through the same reader (app.inbox.read_items)
+# Uploads: the batch CLI's formats, through the same reader and the same scoring core
 # --------------------------------------------------------------------------------------
 
-UPLOAD_SCORE_COLUMNS = (
-    *SCORE_COLUMNS,
-    "source",
-    "summary",
-    "model_version",
-    "status",
-    "error",
-)
+UPLOAD_SCORE_COLUMNS = (*SCORE_COLUMNS, *STATUS_COLUMNS)
 UPLOAD_CHUNK_ROWS = 64
 
 
 class UploadError(ValueError):
     """An upload that cannot be read at all (format, header, encoding); says why."""
-
-
-def _csv_line(values: Iterable[Any]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
-    return buf.getvalue()
-
-
-def _reason_cell(r: Any) -> str:
-    return f"{r.feature} ({r.contribution:+.3f}): {r.description}"
 
 
 def score_upload(
@@ -409,14 +313,14 @@ def score_upload(
     filename: str = "upload",
     format: str = "auto",
     me: str | None = None,
-    on_scored: Callable[[Scored], None] | None = None,
+    on_scored: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
     """Check the upload now (raising UploadError), then yield the scored CSV in chunks.
 
     Columns: the reader's id columns (file, line, id, ...), the input's extra columns
-    (renamed input_<name> on a clash), then UPLOAD_SCORE_COLUMNS. Every record gives a
-    row: `status` is scored, skipped (`error` says why, e.g. the owner's own message) or
-    error (`error` names the line and the field).
+    (renamed input_<name> on a clash), then SCORE_COLUMNS and `status`, `error`. Every
+    record gives a row: `status` is scored, skipped (`error` says why, e.g. the owner's own
+    message) or error (`error` names the line and the field).
     """
     upload = io.BytesIO(data)
     upload.name = filename  # the reader labels rows with it
@@ -429,60 +333,46 @@ def score_upload(
     except Exception as exc:  # a corrupt zip and the like: the client's file, not a server fault
         log.info("unreadable upload %s: %r", filename, exc)
         raise UploadError(f"cannot read {filename}: {type(exc).__name__}: {exc}") from None
-    model = service.models.require().model
-    lists = service.lists
+    scorer = service.scorer()
     max_chars = service.settings.max_text_chars
+    columns, extra = output_columns(inbox, UPLOAD_SCORE_COLUMNS)
     id_cols = list(inbox.id_columns)
-    extra = carried_columns(inbox, UPLOAD_SCORE_COLUMNS)
-    blank = [""] * (len(UPLOAD_SCORE_COLUMNS) - 2)
+    blank = [None] * len(SCORE_COLUMNS)
 
-    def row_for(rec: Record) -> list[Any]:
-        head = [rec.ids.get(c) for c in id_cols] + [rec.extra.get(name) for name, _ in extra]
-        if rec.skipped is not None:
-            return [*head, *blank, "skipped", rec.skipped]
-        if rec.error is not None or rec.item is None:
-            return [*head, *blank, "error", f"line {rec.line}: {rec.error or 'no item'}"]
-        if len(rec.item.text) > max_chars:
-            too_long = f"line {rec.line}: text: {len(rec.item.text):,} characters, the limit is {max_chars:,}"
-            return [*head, *blank, "error", too_long]
-        sender = Sender(profile_url=rec.ids.get("sender_profile_url"), company=rec.extra.get("sender_company") or None)
-        try:
-            scored = service._score_with(model, lists, Incoming(rec.item, rec.ids.get("id"), sender), 3)
-        except Exception as exc:  # one row failing must not end the stream
-            log.exception("scoring line %d of %s failed", rec.line, rec.file)
-            return [*head, *blank, "error", f"line {rec.line}: could not score: {type(exc).__name__}: {exc}"]
-        if on_scored is not None:
-            on_scored(scored)
-        v = scored.verdict
-        reasons = [_reason_cell(r) for r in v.reasons[:3]] + [""] * (3 - min(len(v.reasons), 3))
-        return [
-            *head,
-            v.verdict,
-            round(v.confidence, 4),
-            *(round(v.scores[lab], 4) for lab in LABELS),
-            "true" if v.needs_review else "false",
-            *reasons,
-            scored.source,
-            v.summary,
-            v.model_version,
-            "scored",
-            "",
+    def rows_for(chunk: list[Record]) -> list[str]:
+        scorable = [
+            r for r in chunk if r.skipped is None and r.error is None and r.item is not None and not too_long(r, max_chars)
         ]
+        cells = dict(zip(map(id, scorable), score_chunk(scorer, [r.item for r in scorable]), strict=True))  # type: ignore[misc]
+        out = []
+        for rec in chunk:
+            head = row_head(rec, id_cols, extra)
+            got = cells.get(id(rec))
+            if rec.skipped is not None:
+                out.append(csv_line([*head, *blank, "skipped", rec.skipped]))
+            elif got is None or isinstance(got, str):
+                reason = got if isinstance(got, str) else rec.error or too_long(rec, max_chars) or "no item"
+                out.append(csv_line([*head, *blank, "error", f"line {rec.line}: {reason}"]))
+            else:
+                if on_scored is not None:
+                    on_scored(got[0])
+                out.append(csv_line([*head, *got, "scored", None]))
+        return out
 
     def generate() -> Iterator[str]:
-        buf = [_csv_line([*id_cols, *(out for _, out in extra), *UPLOAD_SCORE_COLUMNS])]
-        pending = [] if first is None else [first]
+        yield csv_line(columns)
+        chunk: list[Record] = []
         try:
-            for rec in itertools.chain(pending, records):
-                buf.append(_csv_line(row_for(rec)))
-                if len(buf) >= UPLOAD_CHUNK_ROWS:
-                    yield "".join(buf)
-                    buf = []
+            for rec in itertools.chain([] if first is None else [first], records):
+                chunk.append(rec)
+                if len(chunk) >= UPLOAD_CHUNK_ROWS:
+                    yield "".join(rows_for(chunk))
+                    chunk = []
+            if chunk:
+                yield "".join(rows_for(chunk))
         except Exception as exc:  # the response has started: end it with a row saying why
             log.exception("upload %s stopped", filename)
-            stop = [""] * (len(id_cols) + len(extra)) + blank + ["error", f"reading stopped: {type(exc).__name__}: {exc}"]
-            buf.append(_csv_line(stop))
-        if buf:
-            yield "".join(buf)
+            stop = [None] * (len(id_cols) + len(extra)) + blank + ["error", f"reading stopped: {type(exc).__name__}: {exc}"]
+            yield csv_line(stop)
 
     return generate()

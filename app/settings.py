@@ -1,97 +1,50 @@
-"""All settings in one place, read from environment variables with defaults."""
+"""All settings in one place: one pydantic-settings class, read from TRIAGE_* environment variables."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
-    return Path(value) if value else default
+class Settings(BaseSettings):
+    """Runtime settings; every field is read from TRIAGE_<NAME> (e.g. TRIAGE_MAX_TEXT_CHARS), validated."""
 
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", env_ignore_empty=True, frozen=True, protected_namespaces=(), populate_by_name=True
+    )
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from exc
-
-
-def _env_float(name: str, default: float | None) -> float | None:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be a number, got {value!r}") from exc
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"environment variable {name} must be true or false, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Runtime settings; build with `Settings.from_env()`."""
-
-    model_dir: Path = PROJECT_ROOT / "model"
-    data_dir: Path = PROJECT_ROOT / "data"
-    reports_dir: Path = PROJECT_ROOT / "reports"
-    db_path: Path = PROJECT_ROOT / "triage.db"
-    lists_file: Path | None = None
-    api_token: str | None = None
-    max_text_chars: int = 20_000
-    max_batch_items: int = 1_000
-    max_body_bytes: int = 5 * 1024 * 1024
-    max_upload_bytes: int = 20 * 1024 * 1024
-    review_threshold: float | None = None
-    spam_threshold: float | None = None
-    reload_poll_seconds: float = 5.0  # 0 turns the model/lists watcher off
+    model_dir: Path = Field(PROJECT_ROOT / "model", description="model store (CURRENT + versions/)")
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="training data")
+    reports_dir: Path = Field(PROJECT_ROOT / "reports", description="where evaluation reports are written")
+    db_path: Path = Field(
+        PROJECT_ROOT / "triage.db", validation_alias=AliasChoices("TRIAGE_DB", "TRIAGE_DB_PATH"), description="feedback store"
+    )
+    lists_file: Path | None = Field(None, description="allow/deny lists (JSON), applied before the model")
+    api_token: str | None = Field(None, description="when set, every endpoint but /healthz and /readyz needs it")
+    max_text_chars: int = Field(20_000, ge=1, description="longest text scored, per item or row")
+    max_batch_items: int = Field(1_000, ge=1, description="items per /v1/score/batch request")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1, description="largest JSON request body")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest uploaded file")
+    review_threshold: float | None = Field(None, ge=0.0, le=1.0, description="overrides the manifest's review threshold")
+    spam_threshold: float | None = Field(None, ge=0.0, le=1.0, description="overrides the manifest's spam threshold")
+    score_timeout_seconds: float = Field(10.0, gt=0, description="a request's scoring deadline; past it the answer is 503")
+    reload_poll_seconds: float = Field(5.0, ge=0.0, description="how often the model folder is checked; 0: never")
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    bench: bool = False  # adds the hidden /v1/_bench/constant route (scripts/bench_api.py)
-    batch_jobs: int = 0  # `triage score` worker processes; 0 = all cores
-    batch_chunk_rows: int = 1_000  # rows per chunk sent to a worker
-    extra: dict[str, str] = field(default_factory=dict)
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    bench: bool = Field(False, description="adds the hidden /v1/_bench/constant route (scripts/bench_api.py)")
+    batch_jobs: int = Field(0, ge=0, description="`triage score` worker processes; 0 = all cores")
+    batch_chunk_rows: int = Field(1_000, ge=1, description="rows per chunk sent to a worker")
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read every TRIAGE_* variable, falling back to the defaults above."""
-        lists = os.environ.get("TRIAGE_LISTS_FILE")
-        return cls(
-            model_dir=_env_path("TRIAGE_MODEL_DIR", cls.model_dir),
-            data_dir=_env_path("TRIAGE_DATA_DIR", cls.data_dir),
-            reports_dir=_env_path("TRIAGE_REPORTS_DIR", cls.reports_dir),
-            db_path=_env_path("TRIAGE_DB", cls.db_path),
-            lists_file=Path(lists) if lists else None,
-            api_token=os.environ.get("TRIAGE_API_TOKEN") or None,
-            max_text_chars=_env_int("TRIAGE_MAX_TEXT_CHARS", cls.max_text_chars),
-            max_batch_items=_env_int("TRIAGE_MAX_BATCH_ITEMS", cls.max_batch_items),
-            max_body_bytes=_env_int("TRIAGE_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_upload_bytes=_env_int("TRIAGE_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
-            review_threshold=_env_float("TRIAGE_REVIEW_THRESHOLD", None),
-            spam_threshold=_env_float("TRIAGE_SPAM_THRESHOLD", None),
-            reload_poll_seconds=_env_float("TRIAGE_RELOAD_POLL_SECONDS", cls.reload_poll_seconds) or 0.0,
-            host=os.environ.get("TRIAGE_HOST") or cls.host,
-            port=_env_int("TRIAGE_PORT", cls.port),
-            workers=_env_int("TRIAGE_WORKERS", cls.workers),
-            bench=_env_bool("TRIAGE_BENCH", cls.bench),
-            batch_jobs=_env_int("TRIAGE_BATCH_JOBS", cls.batch_jobs),
-            batch_chunk_rows=_env_int("TRIAGE_BATCH_CHUNK_ROWS", cls.batch_chunk_rows),
-        )
+        """Read every TRIAGE_* variable now (ValidationError names the variable that is wrong)."""
+        return cls()
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()

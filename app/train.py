@@ -1,8 +1,13 @@
-"""Training: grouped cross-validation, temperature calibration, thresholds, the artifact."""
+"""Training: grouped cross-validation by inbox, temperature calibration, thresholds, the artifact.
+
+The model is trained on corpus v2 (simulated inboxes read as exports) in two views of every
+labelled item: as read from its export (with its conversation) and as a text alone (what a
+pasted message or a plain CSV gives), so it works in both. Whole inboxes are held out in
+cross-validation, so the score measures a person the model never saw.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,104 +16,133 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
 
 from app.artifact import runtime_versions, save_model
-from app.corpus import CORPUS_FILE, frame_items, read_corpus
-from app.features import FEATURES_VERSION, SIGNAL_DESCRIPTIONS, Item, ItemFeaturizer, items_from_records
-from app.metrics import classification_report, label_indices
+from app.corpus import Example, inboxes_dir, label_counts, load_first_contacts, load_inboxes
+from app.features import BLOCKS, FEATURES_VERSION, make_features
+from app.metrics import classification_report, headline
 from app.model import LABELS, Thresholds, TriageModel, decide, softmax
+from app.signals import registry
 
-# The shipped configuration; `compare_models` records why it won.
+# The shipped configuration; `triage compare` records the alternatives it beat.
 DEFAULT_PARAMS: dict[str, Any] = {
-    "model": "logreg",
-    "C": 100.0,
+    "C": 10.0,
+    "class_weight": None,  # the natural class mix of inboxes: most items are genuine
     "word_min_df": 2,
     "char_min_df": 3,
-    "use_words": True,
-    "use_chars": True,
-    "use_signals": True,
-    "signal_weight": 1.0,
-    "tol": 1e-5,
+    "thread_min_df": 3,
+    "blocks": list(BLOCKS),
+    "text_only_copies": True,
+    "first_contacts": True,
+    "first_contact_weight": 1.0,
+    "max_iter": 3000,
 }
 GENUINE_AS_SPAM_TARGET = 0.005  # on out-of-fold predictions, when choosing the spam threshold
 CONFIDENT_ACCURACY_TARGET = 0.97  # accuracy wanted on items that are not sent to review
-MAX_REVIEW_SHARE = 0.2
+MAX_REVIEW_SHARE = 0.15
 
 
 def make_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
+    """Features then a multinomial logistic regression, as configured by `params`."""
     p = {**DEFAULT_PARAMS, **(params or {})}
-    featurizer = ItemFeaturizer(
-        word_min_df=p["word_min_df"],
-        char_min_df=p["char_min_df"],
-        use_words=p["use_words"],
-        use_chars=p["use_chars"],
-        use_signals=p["use_signals"],
-        signal_weight=p["signal_weight"],
+    features = make_features(
+        word_min_df=p["word_min_df"], char_min_df=p["char_min_df"], thread_min_df=p["thread_min_df"], blocks=p["blocks"]
     )
-    clf: LogisticRegression | LinearSVC
-    if p["model"] == "linear_svc":
-        clf = LinearSVC(C=p["C"], class_weight="balanced", max_iter=5000, tol=p["tol"])
-    else:
-        clf = LogisticRegression(C=p["C"], class_weight="balanced", max_iter=3000, tol=p["tol"])
-    return Pipeline([("features", featurizer), ("clf", clf)])
+    clf = LogisticRegression(C=p["C"], class_weight=p["class_weight"], max_iter=p["max_iter"], tol=1e-4)
+    return Pipeline([*features.steps, ("clf", clf)])
+
+
+def training_rows(
+    examples: Sequence[Example], params: dict[str, Any], extra: Sequence[Example] = ()
+) -> tuple[list, list, np.ndarray]:
+    """(items, labels, sample weights): inbox items as read, their text-only copies, and extra rows."""
+    p = {**DEFAULT_PARAMS, **params}
+    items = [ex.item for ex in examples]
+    labels = [ex.label for ex in examples]
+    weights = [1.0] * len(examples)
+    if p["text_only_copies"]:
+        copies = [ex for ex in examples if ex.item != ex.item.text_only()]
+        items += [ex.item.text_only() for ex in copies]
+        labels += [ex.label for ex in copies]
+        weights += [1.0] * len(copies)
+    items += [ex.item for ex in extra]
+    labels += [ex.label for ex in extra]
+    weights += [float(p["first_contact_weight"])] * len(extra)
+    return items, labels, np.asarray(weights)
+
+
+def fit_pipeline(examples: Sequence[Example], params: dict[str, Any] | None = None, extra: Sequence[Example] = ()) -> Pipeline:
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    if "thread" in p["blocks"] and not any(ex.item.earlier_text for ex in examples):
+        p["blocks"] = [b for b in p["blocks"] if b != "thread"]  # nothing to learn thread words from
+    items, labels, weights = training_rows(examples, p, extra)
+    return make_pipeline(p).fit(items, labels, clf__sample_weight=weights)
+
+
+def _decision(pipe: Pipeline, items: Sequence[Any]) -> np.ndarray:
+    """Decision values for all three classes even if a fold's training set lacked one."""
+    out = np.full((len(items), len(LABELS)), -1e3)
+    if items:
+        cols = [LABELS.index(c) for c in pipe[-1].classes_]
+        out[:, cols] = pipe.decision_function(list(items))
+    return out
 
 
 @dataclass
 class CVResult:
-    decision: np.ndarray  # out-of-fold decision values, (n, 3)
+    """Out-of-fold decision values of every example, read from its export and as a text alone."""
+
+    export: np.ndarray
+    text: np.ndarray
+    y: np.ndarray
     folds: int
     groups: int
-    full: Pipeline | None = None  # fitted on every row, when asked for
+    full: Pipeline | None = None
 
 
-def grouped_oof(
-    items: Sequence[Item],
-    y: np.ndarray,
-    groups: Sequence[str],
+def grouped_cv(
+    examples: Sequence[Example],
     params: dict[str, Any] | None = None,
-    folds: int = 4,
+    extra: Sequence[Example] = (),
+    folds: int = 5,
     n_jobs: int = 2,
     fit_full: bool = False,
 ) -> CVResult:
-    """Out-of-fold decision values, folds holding whole archetypes out.
+    """GroupKFold by inbox: each fold is scored by a model that never saw any of its inboxes.
 
-    With `fit_full`, the pipeline fitted on every row is trained in the same worker pool,
-    so on two cores four folds and the final fit take three rounds instead of four.
+    `extra` rows (the first-contact corpus) are added to every training fold, never scored.
+    With `fit_full` the model fitted on everything is trained in the same worker pool.
     """
+    groups = [ex.inbox for ex in examples]
     n_groups = len(set(groups))
     folds = min(folds, n_groups)
-    decision = np.zeros((len(items), len(LABELS)))
-    items = list(items)
-    label_names = np.asarray(LABELS)[y]
-    splits = list(GroupKFold(n_splits=folds).split(items, y, groups))
+    y = np.array([LABELS.index(ex.label) for ex in examples])
+    splits = list(GroupKFold(n_splits=folds).split(examples, y, groups))
 
-    def run_fold(train_idx: np.ndarray, test_idx: np.ndarray | None) -> Any:
-        pipe = make_pipeline(params).fit([items[i] for i in train_idx], label_names[train_idx])
-        return pipe if test_idx is None else _full_decision(pipe, [items[i] for i in test_idx])
+    def run(train_idx: np.ndarray | None, test_idx: np.ndarray | None) -> Any:
+        train = examples if train_idx is None else [examples[i] for i in train_idx]
+        pipe = fit_pipeline(train, params, extra)
+        if test_idx is None:
+            return pipe
+        held = [examples[i].item for i in test_idx]
+        return _decision(pipe, held), _decision(pipe, [it.text_only() for it in held])
 
-    tasks: list[tuple[np.ndarray, np.ndarray | None]] = list(splits)
+    tasks: list[tuple[np.ndarray | None, np.ndarray | None]] = list(splits)
     if fit_full:
-        tasks.insert(0, (np.arange(len(items)), None))  # the longest task first
-    outputs = Parallel(n_jobs=n_jobs)(delayed(run_fold)(tr, te) for tr, te in tasks)
+        tasks.insert(0, (None, None))  # the longest task first
+    outputs = Parallel(n_jobs=n_jobs)(delayed(run)(tr, te) for tr, te in tasks)
     full = outputs.pop(0) if fit_full else None
-    for (_, test_idx), out in zip(splits, outputs, strict=True):
-        decision[test_idx] = out
-    return CVResult(decision, folds, n_groups, full)
-
-
-def _full_decision(pipe: Pipeline, items: Sequence[Item]) -> np.ndarray:
-    """Decision values for all three classes even if a fold's training set lacked one."""
-    out = np.full((len(items), len(LABELS)), -1e3)
-    cols = [LABELS.index(c) for c in pipe[-1].classes_]
-    out[:, cols] = pipe.decision_function(list(items))
-    return out
+    export = np.zeros((len(examples), len(LABELS)))
+    text = np.zeros((len(examples), len(LABELS)))
+    for (_, test_idx), (dec_export, dec_text) in zip(splits, outputs, strict=True):
+        export[test_idx] = dec_export
+        text[test_idx] = dec_text
+    return CVResult(export, text, y, folds, n_groups, full)
 
 
 def fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
@@ -122,7 +156,7 @@ def fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
 
 
 def choose_thresholds(proba: np.ndarray, y: np.ndarray) -> Thresholds:
-    """Thresholds chosen on out-of-fold probabilities, with genuine-as-spam as the costliest error.
+    """Thresholds chosen on out-of-fold probabilities of the natural class mix.
 
     spam: the lowest p(spam) a spam verdict needs for genuine-as-spam <= GENUINE_AS_SPAM_TARGET.
     review: the lowest top probability that leaves CONFIDENT_ACCURACY_TARGET accuracy on the
@@ -155,10 +189,6 @@ def fold_temperature(pipe: Pipeline, temperature: float) -> Pipeline:
     return pipe
 
 
-def sha256_frame(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(frame.to_csv(index=False).encode("utf-8")).hexdigest()
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -173,101 +203,95 @@ def git_commit() -> str | None:
 class TrainResult:
     model: TriageModel
     manifest: dict[str, Any]
-    cv_report: dict[str, Any]
+    reports: dict[str, dict[str, Any]]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_training_frame(data_dir: Path) -> pd.DataFrame:
-    """The shipped corpus plus any user-labelled rows under data/labelled/user/."""
-    frames = [read_corpus(Path(data_dir) / CORPUS_FILE)]
-    user_dir = Path(data_dir) / "labelled" / "user"
-    for path in sorted(user_dir.glob("*.csv")) if user_dir.is_dir() else []:
-        frames.append(read_corpus(path))
-    return pd.concat(frames, ignore_index=True)
-
-
-def cv_groups(frame: pd.DataFrame) -> list[str]:
-    """Cross-validation groups: the archetype, except that user-labelled rows are each their own group.
-
-    Whole archetypes are held out, so a score measures generalisation to new kinds of
-    message; user rows are spread over the folds so every one gets an honest prediction.
-    """
-    archetypes = frame["archetype"].fillna("unknown").astype(str)
-    sources = frame["source"].fillna("").astype(str) if "source" in frame else pd.Series([""] * len(frame))
-    return [f"user:{i}" if src == "user" else arch for i, (src, arch) in enumerate(zip(sources, archetypes, strict=True))]
+def cv_reports(cv: CVResult, temperature: float, thresholds: Thresholds) -> dict[str, dict[str, Any]]:
+    reports = {}
+    for mode, decision in (("export", cv.export), ("text", cv.text)):
+        report = classification_report(softmax(decision / temperature), cv.y, thresholds)
+        report.update(folds=cv.folds, groups=cv.groups, split="GroupKFold by inbox", mode=mode)
+        reports[f"grouped_cv_{mode}"] = report
+    return reports
 
 
 def train_model(
-    frame: pd.DataFrame, params: dict[str, Any] | None = None, folds: int = 4, version: str | None = None
+    examples: Sequence[Example],
+    params: dict[str, Any] | None = None,
+    extra: Sequence[Example] = (),
+    folds: int = 5,
+    version: str | None = None,
+    n_jobs: int = 2,
 ) -> TrainResult:
-    """Cross-validate (grouped by archetype), calibrate, choose thresholds, fit on everything."""
-    items = items_from_records(frame_items(frame))
-    y = label_indices(frame["label"].tolist())
-    cv = grouped_oof(items, y, cv_groups(frame), params, folds, fit_full=True)
-    temperature = fit_temperature(cv.decision, y)
-    oof_proba = softmax(cv.decision / temperature)
-    thresholds = choose_thresholds(oof_proba, y)
-    cv_report = classification_report(oof_proba, y, thresholds)
-    cv_report.update(folds=cv.folds, groups=cv.groups, split="GroupKFold by archetype (user rows spread over folds)")
+    """Cross-validate by inbox, calibrate, choose thresholds, fit on everything."""
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    cv = grouped_cv(examples, p, extra, folds, n_jobs=n_jobs, fit_full=True)
+    both = np.vstack([cv.export, cv.text])
+    y2 = np.concatenate([cv.y, cv.y])
+    temperature = fit_temperature(both, y2)
+    thresholds = choose_thresholds(softmax(both / temperature), y2)
+    reports = cv_reports(cv, temperature, thresholds)
     assert cv.full is not None
     pipe = fold_temperature(cv.full, temperature)
     now = datetime.now(UTC)
-    data_sha = sha256_frame(frame)
+    counts = label_counts(examples)
     manifest = {
-        "version": version or f"v{now:%Y%m%d-%H%M%S}-{data_sha[:8]}",
+        "version": version or f"v{now:%Y%m%d-%H%M%S}",
         "created_at": now.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "versions": runtime_versions(),
         "features_version": FEATURES_VERSION,
         "labels": list(LABELS),
-        "params": {**DEFAULT_PARAMS, **(params or {})},
+        "params": p,
         "temperature": round(temperature, 6),
         "thresholds": {"review": thresholds.review, "spam": thresholds.spam},
         "training_data": {
-            "sha256": data_sha,
-            "rows": len(frame),
-            "rows_by_label": {lab: int((frame["label"] == lab).sum()) for lab in LABELS},
-            "archetypes": int(frame["archetype"].nunique()),
+            "inbox_items": len(examples),
+            "inboxes": len({ex.inbox for ex in examples}),
+            "hands": len({ex.hand for ex in examples}),
+            "items_by_label": counts,
+            "first_contact_rows": len(extra),
         },
-        "n_features": int(pipe[0].n_features_out_),
-        "signals": SIGNAL_DESCRIPTIONS,
-        "metrics": {"grouped_cv": _headline(cv_report)},
+        "n_features": len(pipe[:-1].get_feature_names_out()),
+        "signals": {s.name: s.description for s in registry().signals.values() if s.emit},
+        "metrics": {name: headline(r) for name, r in reports.items()},
     }
     model = TriageModel(pipe, thresholds, manifest)
-    return TrainResult(model, manifest, cv_report, extra={"oof_proba": oof_proba})
+    return TrainResult(model, manifest, reports, extra={"cv": cv})
 
 
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "n",
-        "macro_f1",
-        "accuracy",
-        "genuine_as_spam_rate",
-        "genuine_as_sales_pitch_rate",
-        "needs_review_rate",
-        "brier",
-        "log_loss",
-    )
-    return {k: report[k] for k in keys} | {"per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}}
+def load_training_examples(data_dir: Path, params: dict[str, Any] | None = None) -> tuple[list[Example], list[Example]]:
+    """(inbox examples, extra first-contact rows) for training, from data/inboxes/train and data/corpus.csv."""
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    examples = load_inboxes(inboxes_dir(data_dir) / "train")
+    extra = load_first_contacts(data_dir) if p["first_contacts"] else []
+    return examples, extra
 
 
-def evaluate_frame(model: TriageModel, frame: pd.DataFrame) -> dict[str, Any]:
-    """Metrics of a model on a labelled frame (never one it trained on)."""
-    items = items_from_records(frame_items(frame))
-    proba = model.predict_proba(items)
-    return classification_report(proba, label_indices(frame["label"].tolist()), model.thresholds)
+def evaluate_examples(model: TriageModel, examples: Sequence[Example], mode: str) -> dict[str, Any]:
+    """Metrics on labelled examples the model never trained on; mode 'export' (as read) or 'text' (text alone)."""
+    items = [ex.item if mode == "export" else ex.item.text_only() for ex in examples]
+    y = np.array([LABELS.index(ex.label) for ex in examples])
+    report = classification_report(model.predict_proba(items), y, model.thresholds)
+    report["mode"] = mode
+    return report
 
 
 def train_and_save(
-    data_dir: Path, out_dir: Path, test_file: Path | None = None, params: dict[str, Any] | None = None, make_current: bool = True
+    data_dir: Path, out_dir: Path, params: dict[str, Any] | None = None, make_current: bool = True, folds: int = 5
 ) -> TrainResult:
-    """Train on a data folder, evaluate on the independent test file if given, save a new version."""
-    frame = load_training_frame(data_dir)
-    result = train_model(frame, params)
-    if test_file is not None and Path(test_file).is_file():
-        test_report = evaluate_frame(result.model, read_corpus(Path(test_file)))
-        result.manifest["metrics"]["independent_test"] = _headline(test_report)
-        result.extra["test_report"] = test_report
+    """Train on data/, evaluate on the independent test inboxes, save a new version."""
+    examples, extra = load_training_examples(data_dir, params)
+    if not examples:
+        raise ValueError(f"no labelled inboxes under {inboxes_dir(data_dir) / 'train'}: run `triage corpus build` first")
+    result = train_model(examples, params, extra, folds=folds)
+    test = load_inboxes(inboxes_dir(data_dir) / "test")
+    if test:
+        for mode in ("export", "text"):
+            report = evaluate_examples(result.model, test, mode)
+            result.reports[f"test_inboxes_{mode}"] = report
+            result.manifest["metrics"][f"test_inboxes_{mode}"] = headline(report)
     result.model.manifest = result.manifest
     result.extra["path"] = save_model(result.model, out_dir, result.manifest, make_current=make_current)
     return result

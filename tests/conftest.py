@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny corpus, a model trained on it, and the shipped model."""
+"""Shared fixtures: tiny simulated inboxes, a tiny first-contact corpus, a model trained on them, the shipped model."""
 
 from __future__ import annotations
 
@@ -8,32 +8,53 @@ from pathlib import Path
 import pytest
 
 from app.artifact import load_model
-from app.corpus import read_corpus
+from app.corpus import build_inboxes, inboxes_dir, load_first_contacts, load_inboxes
 from app.settings import PROJECT_ROOT
 from app.train import train_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SIMULATED = FIXTURES / "simulated"
+
+
+def make_data_dir(root: Path) -> Path:
+    """A data folder: the fixture inboxes under inboxes/src (x* train, tx* test), rendered, plus the tiny corpus.csv."""
+    data = root / "data"
+    for path in SIMULATED.glob("*.json"):
+        hand = path.stem.split("-")[0]
+        target = data / "inboxes" / "src" / hand
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+    shutil.copy(FIXTURES / "tiny_corpus.csv", data / "corpus.csv")
+    build_inboxes(data)
+    return data
 
 
 @pytest.fixture(scope="session")
-def tiny_frame():
-    return read_corpus(FIXTURES / "tiny_corpus.csv")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tiny_frame):
-    """A model trained on the tiny fixture corpus (3 grouped folds, a second or two)."""
-    return train_model(tiny_frame, folds=3, version="tiny-test").model
+def session_data_dir(tmp_path_factory):
+    return make_data_dir(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture()
 def tiny_data_dir(tmp_path):
-    """A data folder holding the tiny corpus as corpus.csv and a tiny test.csv."""
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(FIXTURES / "tiny_corpus.csv", data / "corpus.csv")
-    shutil.copy(FIXTURES / "tiny_test.csv", data / "test.csv")
-    return data
+    """A fresh, writable data folder for tests that change it (retraining)."""
+    return make_data_dir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_examples(session_data_dir):
+    return load_inboxes(inboxes_dir(session_data_dir) / "train")
+
+
+@pytest.fixture(scope="session")
+def tiny_first_contacts(session_data_dir):
+    return load_first_contacts(session_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_examples, tiny_first_contacts):
+    """A model trained on the fixture inboxes plus the tiny first-contact corpus (3 grouped folds, seconds)."""
+    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1}
+    return train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="tiny-test", n_jobs=1).model
 
 
 @pytest.fixture(scope="session")

@@ -28,13 +28,14 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.api import create_app
 from app.artifact import POINTER_FILE, VERSIONS_DIR, save_model
-from app.features import SIGNAL_DESCRIPTIONS, Item
 from app.feedback import add_feedback, connect, list_feedback
-from app.items import ThreadMessage, build_item
+from app.items import Item, ThreadMessage, build_item
 from app.lists import ListsError, normalise_profile_url
 from app.model import LABELS, softmax
 from app.schemas import EXAMPLE_ITEM
+from app.scoring import Scorer
 from app.settings import PROJECT_ROOT, Settings
+from app.signals import registry
 
 SPAMMY = "Guaranteed crypto profits! Pay the small fee and message me on WhatsApp +1 555 123 4567 today."
 TOKEN = "s3cret-token"
@@ -71,6 +72,10 @@ def add_version(store: Path, model, version: str, make_current: bool = True) -> 
     return save_model(model, store, {**model.manifest, "version": version}, make_current=make_current)
 
 
+def one(model, item: Item):
+    return Scorer(model).score([item])[0]
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,7 +100,7 @@ def test_score_gives_a_verdict_scores_reasons_and_summary(client, tiny_model):
     assert body["confidence"] == pytest.approx(body["scores"][body["verdict"]])
     assert body["model_version"] == tiny_model.version and body["summary"].startswith("Looks like")
     for reason in body["reasons"]:
-        assert {"feature", "description", "value", "contribution", "spans"} <= set(reason)
+        assert {"feature", "description", "contribution", "spans"} == set(reason) and reason["contribution"] > 0
         for span in reason["spans"]:
             assert EXAMPLE_ITEM["text"][span["start"] : span["end"]] == span["text"]
 
@@ -111,23 +116,37 @@ def test_the_request_becomes_the_same_item_as_build_item_makes(client, tiny_mode
     body = client.post("/v1/score", json=request).json()
     expected_item = build_item(
         request["text"],
-        thread=[ThreadMessage("outbound"), ThreadMessage("inbound"), ThreadMessage("inbound")],
+        thread=[ThreadMessage(m["direction"], m["text"]) for m in thread],
         minutes_since_connected=60,
+        is_connection=True,
     )
-    assert expected_item.prior_unanswered == 2
-    expected = tiny_model.score_item(expected_item)
+    assert expected_item.prior_unanswered == 2 and expected_item.earlier_text == "Any thoughts?\nBumping this"
+    expected = one(tiny_model, expected_item)
     assert body["scores"] == pytest.approx(expected.scores, abs=1e-12)
 
 
 def test_batch_answers_in_order(client, tiny_model):
-    texts = ["Great meeting you at the conference!", SPAMMY, "We help SaaS teams book more demos", ""]
+    texts = ["Great meeting you at the conference!", SPAMMY, "We help SaaS teams book more demos", "ok"]
     items = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
     r = client.post("/v1/score/batch", json={"items": items})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["count"] == 4 and [v["id"] for v in body["items"]] == ["0", "1", "2", "3"]
     for text, verdict in zip(texts, body["items"], strict=True):
-        assert verdict["scores"] == pytest.approx(tiny_model.score_item(Item(text=text)).scores, abs=1e-12)
+        assert verdict["scores"] == pytest.approx(one(tiny_model, Item(text=text)).scores, abs=1e-12)
+
+
+def test_an_empty_text_is_a_named_error_not_a_verdict(client):
+    r = client.post("/v1/score", json={"kind": "invite", "text": "  "})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "body" and "text: empty" in r.json()["message"]
+    r = client.post("/v1/score/batch", json={"items": [{"text": "hi"}, {"text": ""}]})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "body.items.1"
+
+
+@pytest.mark.parametrize("field", ["connections", "mutual_connections", "account_age_days"])
+def test_a_boolean_is_not_a_count(client, field):
+    r = client.post("/v1/score", json={"text": "hi", "sender": {field: True}})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == f"body.sender.{field}"
 
 
 def test_batch_limits_and_a_bad_item_named_by_its_index(client):
@@ -165,6 +184,7 @@ def test_a_smaller_text_limit_from_settings_names_the_field(base_store, tmp_path
 def test_validation_errors_name_the_field_path(client):
     cases = [
         ({"text": "x", "sender": {"connections": -3}}, "body.sender.connections"),
+        ({"text": "x", "sender": {"connections": "12"}}, "body.sender.connections"),
         ({"text": "x", "sent_at": "next tuesday"}, "body.sent_at"),
         ({"text": "x", "thread": [{"direction": "sideways"}]}, "body.thread.0.direction"),
         ({"text": "x", "sendr": {}}, "body.sendr"),
@@ -453,23 +473,25 @@ def test_model_card_lists_version_metrics_thresholds_and_every_signal(client, ti
     card = r.json()
     assert card["version"] == tiny_model.version and card["labels"] == list(LABELS)
     assert card["thresholds"] == {"review": tiny_model.thresholds.review, "spam": tiny_model.thresholds.spam}
-    assert "grouped_cv" in card["metrics"]
-    assert {s["name"]: s["description"] for s in card["signals"]} == SIGNAL_DESCRIPTIONS
+    assert "grouped_cv_export" in card["metrics"] and "grouped_cv_text" in card["metrics"]
+    assert {s["name"]: s["description"] for s in card["signals"]} == {
+        s.name: s.description for s in registry().signals.values() if s.emit
+    }
 
 
 def test_thresholds_from_settings_override_the_manifest(base_store, tmp_path, tiny_model):
-    settings = make_settings(base_store, tmp_path, review_threshold=0.999, spam_threshold=0.0)
+    settings = make_settings(base_store, tmp_path, review_threshold=1.0, spam_threshold=0.0)
     with TestClient(create_app(settings)) as c:
         card = c.get("/v1/model").json()
-        assert card["thresholds"] == {"review": 0.999, "spam": 0.0}
+        assert card["thresholds"] == {"review": 1.0, "spam": 0.0}
         assert card["manifest_thresholds"] == tiny_model.manifest["thresholds"]
-        assert c.post("/v1/score", json={"text": "Great to meet you"}).json()["needs_review"] is True
+        verdict = c.post("/v1/score", json={"text": "Great to meet you"}).json()
+        assert verdict["needs_review"] is (verdict["confidence"] < 1.0)
 
 
-def test_thresholds_out_of_range_stop_start_up(base_store, tmp_path):
-    with pytest.raises(ValueError, match="TRIAGE_REVIEW_THRESHOLD must be between 0 and 1"):
-        with TestClient(create_app(make_settings(base_store, tmp_path, review_threshold=1.5))):
-            pass
+def test_thresholds_out_of_range_are_refused_by_the_settings(base_store, tmp_path):
+    with pytest.raises(ValueError, match="review_threshold"):
+        make_settings(base_store, tmp_path, review_threshold=1.5)
 
 
 def test_service_settings_come_from_the_environment(monkeypatch):
@@ -479,7 +501,7 @@ def test_service_settings_come_from_the_environment(monkeypatch):
     s = Settings.from_env()
     assert (s.reload_poll_seconds, s.bench, s.port, s.spam_threshold, s.review_threshold) == (0.5, True, 9001, 0.9, None)
     monkeypatch.setenv("TRIAGE_REVIEW_THRESHOLD", "high")
-    with pytest.raises(ValueError, match="TRIAGE_REVIEW_THRESHOLD must be a number"):
+    with pytest.raises(ValueError, match="review_threshold"):
         Settings.from_env()
 
 
@@ -503,7 +525,7 @@ def test_reload_swaps_in_a_good_model(store, tmp_path, tiny_model):
 def tamper(store: Path, tiny_model, version: str) -> None:
     """A new version whose artifact no longer matches its manifest, made current behind the store's back."""
     folder = add_version(store, tiny_model, version, make_current=False)
-    with open(folder / "model.joblib", "ab") as fh:
+    with open(folder / "model.skops", "ab") as fh:
         fh.write(b"tampered")
     (store / POINTER_FILE).write_text(version + "\n")
 
@@ -620,6 +642,8 @@ def test_lists_file_changes_are_picked_up_and_bad_ones_refused(lists_client, tmp
     service.poll()
     r = lists_client.post("/v1/score", json={"text": "hi", "sender": {"name": "Mallory Example"}}).json()
     assert r["source"] == "deny_list"
+    out = lists_client.post("/v1/score/csv", files={"file": ("f.csv", b"text,sender_name\nhi,Mallory Example\n")}).text
+    assert read_csv(out)[0]["source"] == "deny_list"  # an upload uses the lists the service holds now
     path.write_text('{"deny": {"names": "not a list"}}  ')
     service.poll()
     assert "deny.names: expected a list of strings" in service.lists_error

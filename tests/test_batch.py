@@ -1,4 +1,4 @@
-"""Batch scoring: counts, output and error files, the vectorised scorer, parallel workers, the CLI."""
+"""Batch scoring: counts, output and error files, the scoring core in chunks, parallel workers, the CLI."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.artifact import save_model
-from app.batch import SCORE_COLUMNS, ChunkScorer, errors_path, score_file
+from app.batch import score_chunk, score_file
 from app.cli import main
-from app.features import ChunkFeaturizer, Item
 from app.inbox import OWN_MESSAGE
+from app.items import Item
+from app.output import SCORE_COLUMNS, errors_path, reason_cell
+from app.scoring import Scorer
 
 LINKEDIN = Path(__file__).parent / "fixtures" / "linkedin"
 EXPORT = LINKEDIN / "export"
@@ -37,6 +38,11 @@ def assert_balanced(result) -> None:
     assert result.read == result.scored + result.n_skipped + result.failed
 
 
+@pytest.fixture(scope="module")
+def scorer(tiny_model):
+    return Scorer(tiny_model)
+
+
 @pytest.fixture()
 def model_store(tiny_model, tmp_path):
     store = tmp_path / "store"
@@ -44,11 +50,11 @@ def model_store(tiny_model, tmp_path):
     return store
 
 
-def test_plain_csv_rows_errors_and_carried_columns(tiny_model, tmp_path):
+def test_plain_csv_rows_errors_and_carried_columns(scorer, tmp_path):
     inbox = tmp_path / "inbox.csv"
     inbox.write_text(PLAIN, encoding="utf-8")
     out = tmp_path / "scored.csv"
-    result = score_file(inbox, out, model=tiny_model, jobs=1, progress=False)
+    result = score_file(inbox, out, scorer=scorer, jobs=1, progress=False)
     assert (result.read, result.scored, result.n_skipped, result.failed) == (5, 3, 0, 2)
     assert_balanced(result)
     rows = read_csv(out)
@@ -63,73 +69,54 @@ def test_plain_csv_rows_errors_and_carried_columns(tiny_model, tmp_path):
         p = [float(r[c]) for c in ("p_genuine", "p_sales_pitch", "p_spam")]
         assert abs(sum(p) - 1) < 1e-3 and r["verdict"] in {"genuine", "sales_pitch", "spam"}
         assert float(r["confidence"]) == max(p) or r["needs_review"] == "true"
-        assert r["needs_review"] in {"true", "false"} and r["reason_1"]
+        assert r["needs_review"] in {"true", "false"} and r["summary"].startswith("Looks like")
     errors = read_csv(errors_path(out))
     assert errors == [
-        {"file": str(inbox), "line": "3", "id": "a2", "reason": "sender_connections: expected a whole number, got 'lots'"},
-        {"file": str(inbox), "line": "6", "id": "a4", "reason": "the row has 9 fields, the header has 7"},
+        {
+            "file": str(inbox),
+            "line": "3",
+            "id": "a2",
+            "reason": "line 3: sender_connections: expected a whole number, got 'lots'",
+        },
+        {"file": str(inbox), "line": "6", "id": "a4", "reason": "line 6: the row has 9 fields, the header has 7"},
     ]
     assert result.errors_file == errors_path(out)
 
 
-def test_jsonl_output_matches_the_single_item_path(tiny_model, tmp_path):
+def test_jsonl_output_matches_the_single_item_path(scorer, tmp_path):
     inbox = tmp_path / "inbox.csv"
     inbox.write_text(PLAIN, encoding="utf-8")
     out = tmp_path / "scored.jsonl"
-    score_file(inbox, out, model=tiny_model, jobs=1, progress=False)
+    score_file(inbox, out, scorer=scorer, jobs=1, progress=False)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["a1", "a3", "a5"]
     texts = {
-        "a1": ("Hi Dana - we met at PyCon last week", "invite"),
-        "a5": ("Earn $500 a day from home - WhatsApp me now", "message"),
+        "a1": ("Hi Dana - we met at PyCon last week", "invite", "Priya", 120),
+        "a5": ("Earn $500 a day from home - WhatsApp me now", "message", "Kate", 3),
     }
     for r in rows:
         if r["id"] not in texts:
             continue
-        text, kind = texts[r["id"]]
-        sender = {"a1": "Priya", "a5": "Kate"}[r["id"]]
-        connections = {"a1": 120, "a5": 3}[r["id"]]
-        v = tiny_model.score_item(Item(text=text, kind=kind, sender_name=sender, sender_connections=connections), n_reasons=3)
-        assert r["verdict"] == v.verdict and r["needs_review"] is v.needs_review
+        text, kind, sender, connections = texts[r["id"]]
+        v = scorer.score([Item(text=text, kind=kind, sender_name=sender, sender_connections=connections)])[0]
+        assert r["verdict"] == v.verdict and r["needs_review"] is v.needs_review and r["summary"] == v.summary
         assert r["p_spam"] == round(v.scores["spam"], 4) and r["confidence"] == round(v.confidence, 4)
-        assert [r[f"reason_{i}"] for i in range(1, len(v.reasons) + 1)] == [
-            f"{c.description} ({c.contribution:+.2f})" for c in v.reasons
-        ]
+        assert [r[f"reason_{i}"] for i in range(1, len(v.reasons) + 1)] == [reason_cell(c) for c in v.reasons]
+        assert r["snippet"] == text and r["source"] == "model"
 
 
-def test_the_vectorised_scorer_equals_score_item(tiny_model, tiny_frame):
-    items = [Item(text=t, kind=k) for t, k in zip(tiny_frame["text"], tiny_frame["kind"], strict=True)]
-    items += [Item(text=""), Item(text="", kind="invite"), Item(text="<br>&amp;  \t\n 🙂 İstanbul ﬁ")]
-    fast = ChunkFeaturizer(tiny_model.featurizer)
-    assert fast.ok
-    X = fast.transform(items)
-    reference = tiny_model.featurizer.transform(items)
-    assert X.shape == reference.shape and abs(X - reference).max() < 1e-12
-    fast.max_words = 30  # the per-word cache starts afresh whenever it fills up
-    for start in range(0, len(items), 7):
-        part = items[start : start + 7]
-        assert abs(fast.transform(part) - tiny_model.featurizer.transform(part)).max() < 1e-12
-    for method in ("fast", "vector"):
-        scorer = ChunkScorer(tiny_model, n_reasons=3, method=method)
-        assert scorer.method == method
-        chunk = scorer.score(items)
-        assert not chunk.errors
-        for i, item in enumerate(items):
-            v = tiny_model.score_item(item, n_reasons=3)
-            assert chunk.verdict[i] == ["genuine", "sales_pitch", "spam"].index(v.verdict)
-            assert np.allclose(chunk.proba[i], [v.scores[k] for k in ("genuine", "sales_pitch", "spam")], atol=1e-12)
-            assert bool(chunk.review[i]) == v.needs_review
-            assert chunk.reasons[i] == tuple(f"{c.description} ({c.contribution:+.2f})" for c in v.reasons)
+def test_a_chunk_scores_like_its_items_one_by_one(scorer):
+    items = [Item(text=t) for t in TEXTS] + [Item(text="<br>&amp;  \t\n 🙂 İstanbul ﬁ"), Item(text="x", kind="invite")]
+    together = score_chunk(scorer, items)
+    alone = [score_chunk(scorer, [it])[0] for it in items]
+    assert together == alone
 
 
-def test_a_broken_item_fails_alone(tiny_model):
-    scorer = ChunkScorer(tiny_model, method="fast", batch_rows=2)
-    items = [Item(text="hello there"), Item(text="hi"), Item(text="ok"), Item(text=None), Item(text="Book a demo with us")]  # type: ignore[arg-type]
-    chunk = scorer.score(items)
-    assert list(chunk.errors) == [3] and chunk.errors[3].startswith("scoring failed")
-    assert len(chunk.reasons) == len(chunk.verdict) == 5 and chunk.reasons[4]
-    whole = ChunkScorer(tiny_model, method="fast").score([items[i] for i in (0, 1, 2, 4)])
-    assert np.allclose(np.delete(chunk.proba, 3, axis=0), whole.proba)
+def test_a_broken_item_fails_alone(scorer):
+    items = [Item(text="hello there"), Item(text="hi"), Item(text=None), Item(text="Book a demo with us")]  # type: ignore[arg-type]
+    cells = score_chunk(scorer, items)
+    assert isinstance(cells[2], str) and cells[2].startswith("could not score")
+    assert [c for i, c in enumerate(cells) if i != 2] == score_chunk(scorer, [items[i] for i in (0, 1, 3)])
 
 
 def test_linkedin_export_through_the_cli_with_summary(model_store, tmp_path, capsys):
@@ -140,7 +127,8 @@ def test_linkedin_export_through_the_cli_with_summary(model_store, tmp_path, cap
     assert printed.err == ""  # no progress bar when stderr is not a terminal
     lines = printed.out.splitlines()
     assert lines[0] == (
-        "read 17, scored 9, skipped 7 (own message 2, draft 2, AI-coach file 2, outgoing invitation 1), "
+        "read 17, scored 8, skipped 8 (own message 2, draft 2, AI-coach file 2, invitation without a note 1, "
+        "outgoing invitation 1), "
         f"failed 1 (see {errors_path(out)})"
     )
     assert lines[1].startswith("encoding: ") and f"{EXPORT / 'messages.csv'} utf-8" in lines[1]
@@ -148,12 +136,12 @@ def test_linkedin_export_through_the_cli_with_summary(model_store, tmp_path, cap
     assert any(line.startswith("verdicts: genuine ") for line in lines)
     assert any(line.startswith("senders with the most sales pitches") for line in lines)
     rows = read_csv(out)
-    assert len(rows) == 9
+    assert len(rows) == 8
     assert list(rows[0])[:7] == ["file", "line", "kind", "conversation_id", "sender_name", "sender_profile_url", "sent_at"]
     assert rows[0]["sender_name"] == "Sam Patel" and rows[0]["conversation_id"] == "2-QUFBQUFBQUE="
     assert {r["kind"] for r in rows} == {"message", "invite"}
     errors = read_csv(errors_path(out))
-    assert [(e["line"], e["reason"]) for e in errors] == [("13", "DATE: cannot read the date 'yesterday'")]
+    assert [(e["line"], e["reason"]) for e in errors] == [("13", "line 13: DATE: cannot read the date 'yesterday'")]
 
 
 def test_me_and_format_flags_and_the_exit_status(model_store, tmp_path, capsys):
@@ -221,35 +209,35 @@ TEXTS = (
 )
 
 
-def test_stale_errors_file_is_removed_and_long_texts_fail(tiny_model, tmp_path):
+def test_stale_errors_file_is_removed_and_long_texts_fail(scorer, tmp_path):
     inbox = tmp_path / "inbox.csv"
     inbox.write_text("text\nshort and fine\n" + "x" * 50 + "\n", encoding="utf-8")
     out = tmp_path / "out.csv"
     errors_path(out).write_text("old")
-    result = score_file(inbox, out, model=tiny_model, jobs=1, progress=False, max_text_chars=40)
+    result = score_file(inbox, out, scorer=scorer, jobs=1, progress=False, max_text_chars=40)
     assert (result.scored, result.failed) == (1, 1)
-    assert "more than the limit of 40" in read_csv(errors_path(out))[0]["reason"]
-    result = score_file(inbox, out, model=tiny_model, jobs=1, progress=False)
+    assert "50 characters, the limit is 40" in read_csv(errors_path(out))[0]["reason"]
+    result = score_file(inbox, out, scorer=scorer, jobs=1, progress=False)
     assert result.failed == 0 and not errors_path(out).exists()
 
 
-def test_skipped_rows_are_counted_by_reason(tiny_model, tmp_path):
-    result = score_file(EXPORT / "messages.csv", tmp_path / "o.csv", model=tiny_model, jobs=1, progress=False)
+def test_skipped_rows_are_counted_by_reason(scorer, tmp_path):
+    result = score_file(EXPORT / "messages.csv", tmp_path / "o.csv", scorer=scorer, jobs=1, progress=False)
     assert result.skipped[OWN_MESSAGE] == 2 and result.read == 12
     assert_balanced(result)
 
 
-def test_progress_bar_on_request_and_an_uploaded_file_object(tiny_model, tmp_path):
+def test_progress_bar_on_request_and_an_uploaded_file_object(scorer, tmp_path):
     import io
 
     stream = io.StringIO()
     upload = io.BytesIO(PLAIN.encode("cp1252"))
     out = tmp_path / "o.jsonl"
-    result = score_file(upload, out, model=tiny_model, jobs=1, progress=True, progress_file=stream)
+    result = score_file(upload, out, scorer=scorer, jobs=1, progress=True, progress_file=stream)
     assert "rows" in stream.getvalue() and result.read == 5
     assert result.encodings == {"upload": "utf-8"}  # plain ASCII is valid UTF-8
     assert json.loads(out.read_text().splitlines()[0])["file"] == "upload"
     with pytest.raises(TypeError, match="binary mode"):
-        score_file(io.StringIO(PLAIN), out, model=tiny_model, jobs=1)
+        score_file(io.StringIO(PLAIN), out, scorer=scorer, jobs=1)
     with pytest.raises(ValueError, match="also an input"):
-        score_file(out, out, model=tiny_model, jobs=1)
+        score_file(out, out, scorer=scorer, jobs=1)

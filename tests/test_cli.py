@@ -1,4 +1,4 @@
-"""The command line on the tiny corpus: train, evaluate, predict, and its errors."""
+"""The command line on tiny inboxes: corpus build and stats, train, evaluate, predict, and its errors."""
 
 from __future__ import annotations
 
@@ -8,20 +8,22 @@ from app.artifact import current_version, load_model
 from app.cli import main
 
 
-def test_train_evaluate_predict_on_a_tiny_corpus(tiny_data_dir, tmp_path, capsys):
+def test_train_evaluate_predict_on_tiny_inboxes(tiny_data_dir, tmp_path, capsys):
     store = tmp_path / "model"
-    assert main(["train", "--data", str(tiny_data_dir), "--out", str(store)]) == 0
+    assert main(["train", "--data", str(tiny_data_dir), "--out", str(store), "--folds", "2"]) == 0
     out = capsys.readouterr().out
-    assert "grouped cross-validation" in out and "independent test file" in out
+    for name in ("grouped_cv_export", "grouped_cv_text", "test_inboxes_export", "test_inboxes_text"):
+        assert f"{name}: n=" in out
     version = current_version(store)
     assert version and load_model(store).version == version
 
     report = tmp_path / "metrics.json"
-    assert main(["evaluate", "--model", str(store), "--data", str(tiny_data_dir / "test.csv"), "--report", str(report)]) == 0
-    metrics = json.loads(report.read_text())["independent_test"]
-    assert metrics["n"] == 9
-    assert set(metrics["per_class"]) == {"genuine", "sales_pitch", "spam"}
-    assert 0 <= metrics["macro_f1"] <= 1 and "genuine_as_spam_rate" in metrics and metrics["reliability"]
+    assert main(["evaluate", "--model", str(store), "--data", str(tiny_data_dir), "--report", str(report)]) == 0
+    metrics = json.loads(report.read_text())
+    export, text = metrics["test_inboxes_export"], metrics["test_inboxes_text"]
+    assert export["n"] == text["n"] == 8  # the tx1 inbox: every labelled item, in both modes
+    assert export["mode"].startswith("export") and set(export["per_class"]) == {"genuine", "sales_pitch", "spam"}
+    assert 0 <= export["macro_f1"] <= 1 and "genuine_as_spam_rate" in export and metrics["grouped_cv_export"]["n"] == 25
     capsys.readouterr()
 
     assert main(["predict", "Pay the fee and message me on Telegram", "--model", str(store), "--json"]) == 0
@@ -30,16 +32,29 @@ def test_train_evaluate_predict_on_a_tiny_corpus(tiny_data_dir, tmp_path, capsys
     assert abs(sum(verdict["scores"].values()) - 1) < 1e-9
 
 
+def test_corpus_build_and_stats(tiny_data_dir, capsys):
+    assert main(["corpus", "build", "--data", str(tiny_data_dir)]) == 0
+    assert "rendered 2 training inboxes" in capsys.readouterr().out
+    assert main(["corpus", "stats", "--data", str(tiny_data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "## train: 2 inboxes" in out and "| length deciles (characters) |" in out
+
+
 def test_a_missing_model_is_a_clear_error_not_a_traceback(tmp_path, capsys):
     assert main(["predict", "hello", "--model", str(tmp_path)]) == 2
     assert "no model in" in capsys.readouterr().err
 
 
-def test_a_bad_label_names_the_line(tiny_data_dir, tmp_path, capsys):
-    csv = tiny_data_dir / "corpus.csv"
-    lines = csv.read_text().splitlines()
-    lines[3] = lines[3].replace(",genuine,", ",friendly,", 1)
-    csv.write_text("\n".join(lines) + "\n")
-    assert main(["train", "--data", str(tiny_data_dir), "--out", str(tmp_path / "m")]) == 2
+def test_a_bad_setting_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TRIAGE_MAX_TEXT_CHARS", "lots")
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    assert main(["score", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv")]) == 2
+    assert "TRIAGE_MAX_TEXT_CHARS" in capsys.readouterr().err
+
+
+def test_a_broken_inbox_source_names_the_file_and_the_place(tiny_data_dir, capsys):
+    path = tiny_data_dir / "inboxes" / "src" / "x01" / "x01-1.json"
+    path.write_text(path.read_text().replace('"label": "spam"', '"label": "friendly"', 1))
+    assert main(["corpus", "build", "--data", str(tiny_data_dir)]) == 2
     err = capsys.readouterr().err
-    assert "line 4" in err and "friendly" in err
+    assert "x01-1.json" in err and "friendly" in err and "conversations[" in err

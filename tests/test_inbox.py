@@ -15,6 +15,7 @@ from app.inbox import (
     COACH_FILE,
     DRAFT,
     EMPTY_MESSAGE,
+    NO_NOTE,
     OUTGOING_INVITATION,
     OWN_MESSAGE,
     ReadReport,
@@ -57,7 +58,7 @@ def by_line(records, name: str | None = None) -> dict[int, object]:
         ("messages_9col.csv", 4, 3, {OWN_MESSAGE: 1}, "Dana Reyes"),
         ("messages_10col.csv", 3, 2, {OWN_MESSAGE: 1}, "Reyes, Dana"),
         ("messages_11col.csv", 3, 1, {OWN_MESSAGE: 1, EMPTY_MESSAGE: 1}, "Dana Reyes"),
-        ("Invitations_5col.csv", 3, 2, {OUTGOING_INVITATION: 1}, "Dana Reyes"),
+        ("Invitations_5col.csv", 3, 1, {OUTGOING_INVITATION: 1, NO_NOTE: 1}, "Dana Reyes"),
     ],
 )
 def test_each_export_variant_is_read_by_column_names(name, read, scored, skipped, owner):
@@ -73,8 +74,8 @@ def test_the_12_column_export_folder_with_drafts_sponsored_coach_files_and_conte
     report = ReadReport()
     records = list(read_items(EXPORT, report=report))
     read, scored, skipped, failed = outcome(records)
-    assert (read, scored, failed) == (17, 9, 1)
-    assert skipped == Counter({OWN_MESSAGE: 2, DRAFT: 2, OUTGOING_INVITATION: 1, COACH_FILE: 2})
+    assert (read, scored, failed) == (17, 8, 1)
+    assert skipped == Counter({OWN_MESSAGE: 2, DRAFT: 2, OUTGOING_INVITATION: 1, NO_NOTE: 1, COACH_FILE: 2})
     assert report.owner == "Dana Reyes" and "Invitations.csv" in report.owner_how
     assert not any(name.endswith(("Profile.csv",)) for name in report.encodings)  # unrelated files are not read
 
@@ -90,7 +91,7 @@ def test_the_12_column_export_folder_with_drafts_sponsored_coach_files_and_conte
     assert first.item.recipient_name == "Dana Reyes"
 
     sponsored = messages[7].item
-    assert sponsored.sender_name is None  # "LinkedIn Member" is no name
+    assert sponsored.sender_name == "LinkedIn Member"  # kept: the anonymous_sender signal reads it
     assert "%FIRSTNAME%" in sponsored.text and "%COMPANYNAME%" in sponsored.text
     assert messages[8].skipped == DRAFT and messages[12].skipped == DRAFT
     assert messages[9].skipped == OWN_MESSAGE
@@ -99,7 +100,7 @@ def test_the_12_column_export_folder_with_drafts_sponsored_coach_files_and_conte
 
     invitations = by_line(records, "Invitations.csv")
     assert invitations[2].item.kind == "invite" and "PyData" in invitations[2].item.text
-    assert invitations[3].item.text == ""  # an invitation without a note is scored too
+    assert invitations[3].skipped == NO_NOTE  # nothing to judge, counted with its reason
     assert invitations[3].ids["sent_at"] == "2024-03-03T07:02:00+00:00"
     assert invitations[4].skipped == OUTGOING_INVITATION
 
@@ -109,7 +110,7 @@ def test_html_and_entities_reach_the_model_and_names_are_decoded():
     maria = records[10]
     assert maria.item.sender_name == "Maria Lopez"
     assert "&rsquo;" in maria.item.text  # the featurizer decodes entities; spans point into this text
-    from app.features import prepare
+    from app.text import prepare
 
     assert "it’s been ages" in prepare(maria.item).raw
 
@@ -234,14 +235,14 @@ def test_plain_csv_carries_unknown_columns_and_reports_bad_rows(tmp_path):
     assert records[3].error == "sender_connections: expected a whole number, got 'lots'"
     assert records[5].item.minutes_since_connected == 90
     assert records[6].error == "the row has 11 fields, the header has 9"
-    assert records[8].item.text == "" and records[8].ids["id"] == "a5"
+    assert records[8].error.startswith("text: empty") and records[8].ids["id"] == "a5"
 
 
 def test_plain_csv_from_a_file_object_and_without_a_text_column(tmp_path):
     upload = io.BytesIO(("\ufeff" + PLAIN).encode("utf-8"))
     report = ReadReport()
     records = list(read_items(upload, report=report))
-    assert outcome(records)[:2] == (5, 3)
+    assert outcome(records)[:2] == (5, 2)
     assert records[0].file == "upload" and report.encodings == {"upload": "utf-8 with BOM"}
     assert outcome(read_plain_csv(io.BytesIO(PLAIN.encode("cp1252")))) == outcome(records)
     with pytest.raises(ValueError, match="cannot tell the format"):
@@ -300,7 +301,7 @@ def test_jsonl_thread_gives_prior_unanswered_and_bad_lines_fail(tmp_path):
     }
     assert records[3].error.startswith("not valid JSON")
     assert "direction" in records[4].error
-    assert records[5].item.kind == "invite"
+    assert records[5].error.startswith("text: empty")
     assert records[6].error == "expected a JSON object"
     assert records[7].error.startswith("sent_at:")
     assert records[8].error == "text: missing"

@@ -1,73 +1,92 @@
-"""The model on a tiny corpus: exact explanations, calibration plumbing, determinism, artifact."""
+"""The model on tiny inboxes: exact explanations, readable reasons, the abstain rule, determinism, artifact."""
 
 from __future__ import annotations
 
 import json
+import time
+import zipfile
 
 import numpy as np
 import pytest
 import sklearn
 
-from app.artifact import MANIFEST_FILE, MODEL_FILE, ModelError, current_version, list_versions, load_model, save_model
-from app.features import Item
-from app.model import LABELS, Thresholds, decide, decide_one, softmax
+from app.artifact import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ModelError,
+    current_version,
+    list_versions,
+    load_model,
+    save_model,
+    sha256_file,
+)
+from app.items import Item
+from app.model import LABELS, Thresholds, softmax
 from app.train import train_model
 
 ITEMS = [
     Item(text="Congrats on the new role, well deserved!"),
     Item(text="Hi {first_name}, we help companies like yours. 15 minutes? calendly.com/x/15min"),
     Item(text="Earn $500 per day from home, pay the fee and message me on Telegram t.me/x"),
-    Item(text="", kind="invite", sender_has_photo=False, sender_connections=2, mutual_connections=0),
-    Item(text="Hola, nos conocimos en el evento de Madrid. ¡Un placer!"),
+    Item(text="ok", owner_messages_before=2, sender_messages_before=1, owner_replied_after=True, earlier_text="see you at 5"),
+    Item(text="Hola, nos conocimos en el evento de Madrid. ¡Un placer!", kind="invite"),
 ]
 
 
 @pytest.mark.parametrize("item", ITEMS)
 def test_contributions_sum_to_the_decision_values(tiny_model, item):
     explanation = tiny_model.explain(item)
-    pipeline_values = tiny_model.decision_values([item])[0]
+    pipeline_values = tiny_model.pipeline.decision_function([item])[0]
     for k, cls in enumerate(explanation.classes):
         total = cls.intercept + sum(c.contribution for c in cls.contributions)
         assert total == pytest.approx(cls.decision_value, abs=1e-6)
-        assert cls.decision_value == pytest.approx(pipeline_values[k], abs=1e-6)
+        assert cls.decision_value == pytest.approx(pipeline_values[k], abs=1e-9)
         for c in cls.contributions:
             assert c.contribution != 0 and c.description
     scores = softmax(np.array([c.decision_value for c in explanation.classes]))
     assert [explanation.verdict.scores[lab] for lab in LABELS] == pytest.approx(scores.tolist())
 
 
-def test_reasons_support_the_verdict_and_point_at_text(tiny_model):
+def test_the_matrix_path_equals_the_pipeline(tiny_model):
+    items = ITEMS * 3
+    assert np.allclose(tiny_model.predict_proba(items), tiny_model.pipeline.predict_proba(items), atol=1e-9)
+
+
+def test_reasons_support_the_verdict_point_at_text_and_read_as_words(tiny_model):
     item = ITEMS[2]
-    verdict = tiny_model.score_item(item)
+    verdict = tiny_model.verdicts([item])[0]
     assert sum(verdict.scores.values()) == pytest.approx(1.0)
     assert verdict.reasons and all(r.contribution > 0 for r in verdict.reasons)
     for r in verdict.reasons:
+        assert not r.feature.startswith(("char__", "word__"))  # phrases, signals or context: never letter fragments
         for span in r.spans:
             assert item.text[span.start : span.end] == span.text
-    assert verdict.summary and verdict.model_version == "tiny-test"
+    assert verdict.summary.startswith("Looks like") and verdict.model_version == "tiny-test"
 
 
-def test_spam_needs_its_threshold_or_goes_to_review():
-    proba = np.array([[0.30, 0.10, 0.60], [0.05, 0.05, 0.90], [0.40, 0.35, 0.25]])
-    verdict, review = decide(proba, Thresholds(review=0.5, spam=0.7))
-    assert [LABELS[v] for v in verdict] == ["genuine", "spam", "genuine"]
-    assert review.tolist() == [True, False, True]
+@pytest.mark.parametrize("value", ["x", None, -0.1, 1.5, True])
+def test_thresholds_outside_zero_to_one_are_refused(value):
+    with pytest.raises(ValueError, match=r"thresholds\.review"):
+        Thresholds(review=value, spam=0.5)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_the_single_item_rule_is_the_batch_rule(seed):
-    rng = np.random.default_rng(seed)
-    proba = rng.dirichlet([0.5, 0.5, 0.5], size=200)
-    proba[:10] = [1 / 3, 1 / 3, 1 / 3]  # ties
-    thresholds = Thresholds(review=0.55, spam=0.7)
-    verdicts, reviews = decide(proba, thresholds)
-    assert [decide_one(p.tolist(), thresholds) for p in proba] == list(zip(verdicts.tolist(), reviews.tolist(), strict=True))
-
-
-def test_training_is_deterministic(tiny_frame, tiny_model):
-    again = train_model(tiny_frame, folds=3, version="again").model
+def test_training_is_deterministic(tiny_examples, tiny_first_contacts, tiny_model):
+    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1}
+    again = train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="again", n_jobs=1).model
     assert np.array_equal(again.predict_proba(ITEMS), tiny_model.predict_proba(ITEMS))
     assert again.thresholds == tiny_model.thresholds
+
+
+def test_scoring_an_adversarial_text_costs_about_an_ordinary_one(tiny_model):
+    def seconds(text: str) -> float:
+        start = time.perf_counter()
+        tiny_model.verdicts([Item(text=text)])
+        return time.perf_counter() - start
+
+    ordinary = ("We met at the meetup, here is my deck https://x.example/d thanks! " * 400)[:20_000]
+    baseline = min(seconds(ordinary) for _ in range(2))
+    for text in ("{{" + " " * 19_998, "@ " + "a." * 9_999, "a-" * 10_000, "<a " + "x" * 19_997):
+        assert seconds(text) < 10 * baseline + 0.1
 
 
 def test_saved_model_round_trips_and_becomes_current(tmp_path, tiny_model):
@@ -91,15 +110,33 @@ def test_saved_model_round_trips_and_becomes_current(tmp_path, tiny_model):
     assert [m["version"] for m in list_versions(tmp_path)] == ["v1"]
 
 
-def test_tampered_artifact_is_refused_before_unpickling(tmp_path, tiny_model, monkeypatch):
+def test_tampered_artifact_is_refused_before_loading(tmp_path, tiny_model, monkeypatch):
     path = save_model(tiny_model, tmp_path, dict(tiny_model.manifest, version="v1"))
     with open(path / MODEL_FILE, "ab") as fh:
         fh.write(b"\0")
-    unpickled = []
-    monkeypatch.setattr("app.artifact.joblib.load", lambda *a, **k: unpickled.append(a))
+    loaded = []
+    monkeypatch.setattr("app.artifact.sio.load", lambda *a, **k: loaded.append(a))
     with pytest.raises(ModelError, match="does not match its manifest"):
         load_model(tmp_path)
-    assert unpickled == []
+    assert loaded == []
+
+
+def test_a_model_file_naming_a_type_that_runs_code_is_refused_even_with_a_matching_hash(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path, dict(tiny_model.manifest, version="v1"))
+    artifact = path / MODEL_FILE
+    with zipfile.ZipFile(artifact) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    schema = json.loads(members["schema.json"])
+    schema["__module__"], schema["__class__"] = "os", "system"  # what a malicious file would ask for
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(artifact, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["artifact_sha256"] = sha256_file(artifact)
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="does not trust"):
+        load_model(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Retraining: validation, dedup, the gate, promotion, rollback and crash safety (tiny corpus)."""
+"""Retraining: validation, dedup, the gate, promotion, rollback and crash safety (tiny inboxes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.artifact import current_version, list_versions, load_model, rollback, save_model
-from app.features import Item
+from app.items import Item
 from app.retrain import RetrainError, gate, retrain
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,7 +32,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def accuracy(model, rows: list[dict]) -> float:
-    return sum(model.score_item(Item(text=r["text"])).verdict == r["label"] for r in rows) / len(rows)
+    verdicts = model.verdicts([Item(text=r["text"]) for r in rows], n_reasons=0)
+    return sum(v.verdict == r["label"] for v, r in zip(verdicts, rows, strict=True)) / len(rows)
 
 
 def snapshot(data_dir: Path, store: Path) -> dict:
@@ -60,7 +61,7 @@ def test_thirty_examples_of_a_new_kind_are_learnt(tiny_data_dir, store, tmp_path
     ("rows", "problem"),
     [
         ([{"text": "hello there", "label": "friendly"}], "label 'friendly'"),
-        ([{"text": "", "kind": "message", "label": "genuine"}], "empty text"),
+        ([{"text": "", "kind": "message", "label": "genuine"}], "text: empty"),
         ([{"text": "hi", "label": "spam", "sender": {"connections": "many"}}], "connections"),
     ],
 )

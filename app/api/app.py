@@ -1,0 +1,98 @@
+"""`create_app(settings)`: the FastAPI app, its life cycle, middleware and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from app.api import feedback, model, ops, scoring
+from app.api.deps import require_token
+from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from app.service import TriageService
+from app.settings import Settings
+from app.telemetry import Metrics
+
+API_VERSION = "1"
+ROUTE_PATHS = (
+    "/v1/score",
+    "/v1/score/batch",
+    "/v1/score/csv",
+    "/v1/explain",
+    "/v1/feedback",
+    "/v1/model",
+    "/v1/model/reload",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+DESCRIPTION = """
+Triage received LinkedIn invites and messages: **genuine**, **sales_pitch** or **spam**,
+with the three class scores and the evidence behind every verdict.
+
+Allow/deny lists (`TRIAGE_LISTS_FILE`) are applied before the model. When
+`TRIAGE_API_TOKEN` is set, every endpoint but `/healthz` and `/readyz` needs
+`Authorization: Bearer <token>`. Errors are JSON naming the field or row at fault.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; the model is loaded once, in the lifespan, and shared by every request."""
+    settings = settings or Settings.from_env()
+    service = TriageService(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
+
+    app = FastAPI(
+        title="inbound-triage",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,  # a redirect would echo the Host header back
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_paths=frozenset({"/v1/score/csv"}),
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=frozenset(ROUTE_PATHS))
+    install_error_handlers(app)
+    for router in (scoring.router, feedback.router, model.router, ops.router):
+        app.include_router(router)
+
+    guarded = [Depends(require_token)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guarded)
+    async def swagger_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="inbound-triage")
+
+    if settings.bench:
+        constant = b'{"ok":true}'
+
+        @app.post("/v1/_bench/constant", include_in_schema=False, dependencies=guarded)
+        async def bench_constant() -> Response:
+            return Response(constant, media_type="application/json")
+
+    return app

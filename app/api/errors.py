@@ -1,0 +1,77 @@
+"""Every error is JSON (`ErrorOut`): a code, a sentence, and the fields or rows at fault."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.schemas import ErrorOut
+from app.service import ModelUnavailable
+
+log = logging.getLogger("triage.api")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "missing or wrong bearer token (only when TRIAGE_API_TOKEN is set)"},
+    413: {"model": ErrorOut, "description": "body over the size limit"},
+    422: {"model": ErrorOut, "description": "invalid request: `details` names each field"},
+    503: {"model": ErrorOut, "description": "no verified model loaded yet, or scoring ran past its deadline"},
+}
+
+
+def error_response(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None, **kw: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message, "details": details or []}, status_code=status, **kw)
+
+
+def fail(status: int, error: str, message: str, field: str | None = None) -> HTTPException:
+    """An HTTPException carrying an ErrorOut body."""
+    details = [{"field": field, "message": message, "type": error}] if field else []
+    return HTTPException(status, detail={"error": error, "message": message, "details": details})
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for err in exc.errors():
+            message = str(err.get("msg", "invalid"))
+            if err.get("type") == "json_invalid":
+                ctx = err.get("ctx") or {}
+                message = f"{message}: {ctx.get('error', 'invalid JSON')} at character {err['loc'][-1]}"
+            details.append({"field": _loc(err.get("loc", ())), "message": message, "type": err.get("type")})
+        first = details[0] if details else {"field": "body", "message": "invalid request"}
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        return error_response(422, "validation_error", f"{first['field']}: {first['message']}{more}", details[:50])
+
+    @app.exception_handler(StarletteHTTPException)  # the base class: routing's 404/405 come here too
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if isinstance(detail, dict) and "error" in detail:
+            return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
+        code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(exc.status_code, f"http_{exc.status_code}")
+        message = str(detail) if detail else code
+        details = []
+        if exc.status_code == 404:
+            message = f"no endpoint {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 400:
+            details = [{"field": "body", "message": message, "type": code}]
+        return error_response(exc.status_code, code, message, details, headers=exc.headers)
+
+    @app.exception_handler(ModelUnavailable)
+    async def on_no_model(request: Request, exc: ModelUnavailable) -> JSONResponse:
+        return error_response(503, "model_unavailable", str(exc), headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "the server failed on this request; it has been logged")

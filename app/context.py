@@ -1,0 +1,73 @@
+"""Context signals: what the conversation and the sender's profile say, as named features.
+
+Each fires (1.0) only when the fact is known: a text scored alone has no context, and
+every context signal is 0 for it, so a pasted message is judged on its words.
+Definitions and descriptions live in `app/rules/signals.toml` (kind "context").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from app.items import Item
+from app.signals import registry
+from app.text import Prepared
+
+ANONYMOUS_SENDERS = frozenset({"linkedin member", "linkedin"})
+_DAY = 24 * 60
+_YEAR = 365 * _DAY
+
+
+def _is(value: Any, expected: Any) -> bool:
+    return value is not None and value == expected
+
+
+CONTEXT_FUNCTIONS: dict[str, Callable[[Item], bool]] = {
+    "invite_note": lambda it: it.kind == "invite" and bool(it.text.strip()),
+    "owner_wrote_before": lambda it: (it.owner_messages_before or 0) > 0,
+    "owner_never_wrote": lambda it: _is(it.owner_messages_before, 0),
+    "owner_started": lambda it: _is(it.owner_started, True),
+    "owner_replied_after": lambda it: _is(it.owner_replied_after, True),
+    "no_reply_after": lambda it: _is(it.owner_replied_after, False),
+    "second_unanswered": lambda it: _is(it.prior_unanswered, 1),
+    "third_unanswered": lambda it: (it.prior_unanswered or 0) >= 2,
+    "ongoing_thread": lambda it: (it.owner_messages_before or 0) >= 2 and (it.sender_messages_before or 0) >= 2,
+    "not_a_connection": lambda it: _is(it.is_connection, False),
+    "just_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected < _DAY,
+    "long_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected > _YEAR,
+    "anonymous_sender": lambda it: (it.sender_name or "").strip().lower() in ANONYMOUS_SENDERS,
+    "few_connections": lambda it: it.sender_connections is not None and it.sender_connections < 50,
+    "has_mutual_connections": lambda it: (it.mutual_connections or 0) > 0,
+    "no_photo": lambda it: _is(it.sender_has_photo, False),
+    "new_account": lambda it: it.sender_account_age_days is not None and it.sender_account_age_days < 30,
+}
+
+
+def context_signal_values(item: Item) -> dict[str, float]:
+    """Every context signal of an item, 1.0 or 0.0."""
+    return {s.name: float(CONTEXT_FUNCTIONS[s.function](item)) for s in registry().features(("context",))}
+
+
+class ContextTransformer(TransformerMixin, BaseEstimator):
+    """Prepared items -> the context signals, one column each."""
+
+    def fit(self, X: Sequence[Prepared], y: Any = None) -> ContextTransformer:
+        self.names_ = np.array([s.name for s in registry().features(("context",))], dtype=object)
+        return self
+
+    def row(self, prepared: Prepared) -> list[float]:
+        """One item's context values, in the order of `names_`."""
+        signals = registry().signals
+        return [float(CONTEXT_FUNCTIONS[signals[n].function](prepared.item)) for n in self.names_]
+
+    def transform(self, X: Sequence[Prepared]) -> sp.csr_matrix:
+        dense = np.array([self.row(p) for p in X], dtype=np.float64)
+        return sp.csr_matrix(dense.reshape(len(X), len(self.names_)))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return self.names_.copy()

@@ -1,0 +1,132 @@
+"""The one definition of a scored row: its columns, its cells, and safe CSV and JSONL writing.
+
+`triage score`, the CSV upload endpoint, the web page's export table and the Dask engine
+all write rows through `score_cells` and `RowWriter`, so their outputs are identical.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from app.model import LABELS, Reason, Verdict
+
+N_REASONS = 3
+SNIPPET_CHARS = 120
+SCORE_COLUMNS = (
+    "verdict",
+    "confidence",
+    "p_genuine",
+    "p_sales_pitch",
+    "p_spam",
+    "needs_review",
+    "source",
+    "summary",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "snippet",
+    "model_version",
+)
+STATUS_COLUMNS = ("status", "error")  # uploads list every row: scored, skipped (why) or error (why)
+ERROR_COLUMNS = ("file", "line", "id", "reason")
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection): it gets a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def reason_cell(reason: Reason) -> str:
+    return f"{reason.description} ({reason.contribution:+.2f})"
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def score_cells(verdict: Verdict, text: str) -> list[Any]:
+    """The SCORE_COLUMNS cells of one verdict, in order (booleans as true/false)."""
+    reasons: list[str | None] = [reason_cell(r) for r in verdict.reasons[:N_REASONS]]
+    reasons += [None] * (N_REASONS - len(reasons))
+    return [
+        verdict.verdict,
+        round(verdict.confidence, 4),
+        *(round(verdict.scores[lab], 4) for lab in LABELS),
+        verdict.needs_review,
+        verdict.source,
+        verdict.summary,
+        *reasons,
+        snippet(text),
+        verdict.model_version,
+    ]
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell as a spreadsheet may open it safely: text that would start a formula gets a leading quote."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_line(values: Iterable[Any]) -> str:
+    """One CSV record (RFC 4180: CRLF line ends, so a cell holding a bare CR is quoted too)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(["" if v is None else csv_safe(v) for v in values])
+    return buf.getvalue()
+
+
+def output_kind(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(f"the output must end in .csv or .jsonl, got {Path(path).name!r}")
+
+
+class RowWriter:
+    """Rows to a .csv or .jsonl file, written under a temporary name and renamed into place at the end."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = Path(path)
+        self.columns = list(columns)
+        self.jsonl = output_kind(self.path) == "jsonl"
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.fh: IO[str] | None = None
+        self.rows = 0
+
+    def _open(self) -> IO[str]:
+        if self.fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
+            if not self.jsonl:
+                self.fh.write(csv_line(self.columns))
+        return self.fh
+
+    def write(self, values: Sequence[Any]) -> None:
+        fh = self._open()
+        self.rows += 1
+        if self.jsonl:
+            fh.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
+        else:
+            fh.write(csv_line(values))
+
+    def commit(self) -> None:
+        self._open().close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def errors_path(output: Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".errors.csv")

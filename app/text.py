@@ -1,0 +1,228 @@
+"""The text of an item as the model reads it, with a map back to the received text.
+
+`prepare` decodes HTML (Sponsored InMail arrives as markup), replaces links by a marker
+word plus their domain, drops e-mail addresses and phone numbers (contact details are
+no evidence by themselves), masks people's names (a name must never carry evidence) and
+lower-cases. Every pattern here runs in linear time on any input: quantifiers are bounded
+or possessive, and each pattern can only start at the edge of a run of its characters.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from app.items import Item
+
+NAME_TOKEN = "xname"
+URL_TOKEN = "xurl"
+
+_TLDS = (
+    "com|net|org|io|co|ly|me|in|ng|ke|info|biz|xyz|app|link|gl|gd|cc|to|de|fr|es|it|br|uk|us|ai|pk|ph|id|ae|za|gh|"
+    "sa|eg|ca|au|nz|mx|ar|cl|pe|pt|tr|pl|nl|be|ch|at|ru|vn|my|sg|bd|lk|site|online|shop|club|top|live|page|ws"
+)
+_MARKUP = re.compile(
+    r"(?P<tag></?[a-zA-Z][a-zA-Z0-9]{0,15}(?:\s[^<>]*+)?/?>)"
+    r"|(?P<entity>&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});)"
+)
+_CONTACT = re.compile(
+    r"(?P<email>(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8})"
+    r"|(?P<url>(?:https?://|www\.)[^\s<>\"'`)\]]*+)"
+    rf"|(?P<domain>(?<![\w.@/-])(?:[a-z0-9][a-z0-9-]{{0,62}}\.){{1,4}}(?:{_TLDS})\b(?:/[^\s<>\"'`)\]]*+)?)"
+    r"|(?P<phone>(?<![\w/+])\+?[0-9](?:[ ().-]{0,2}[0-9]){8,14}(?!\w))",
+    re.IGNORECASE,
+)
+_HREF = re.compile(r"href\s{0,5}=\s{0,5}[\"']?([^\"'\s>]{1,2000})", re.IGNORECASE)
+_BLOCK_TAG = re.compile(r"<\s{0,5}/?\s{0,5}(?:br|p|div|li|tr|h[1-6])\b", re.IGNORECASE)
+MERGE_TOKEN = re.compile(
+    r"%[A-Za-z_]{3,20}%|\{\{ ?[A-Za-z_][A-Za-z_ ]{0,30}\}\}|<<[A-Za-z_]{3,20}>>|\*\|[A-Z_]{3,20}\|\*"
+    r"|\[(?:insert|your|company|first|name|prospect|recipient)[^\[\]]{0,30}\]",
+    re.IGNORECASE,
+)
+_GREETING_NAME = re.compile(
+    r"\W{0,3}(?:hi+|hello|hey|dear|hola|bonjour|salut|hallo|servus|moin|ciao|ol[aá]|oi|merhaba|"
+    r"good (?:morning|afternoon|evening|day)|greetings|respected|namaste|salam|assalamu alaikum)[ ,!]{0,3}"
+    r"(?:(?:mr|mrs|ms|miss|dr|sir|madam|prof|sr|sra)\.? {1,3})?"
+    r"(?P<name>[A-ZÀ-Ý][\w'’-]{1,30})",
+    re.IGNORECASE,
+)
+_SIGNOFF_NAME = re.compile(
+    r"(?:regards|thanks|thank you|best|cheers|sincerely|warmly|saludos|cordialement|gr[üu]ße|"
+    r"abra[çc]os|atenciosamente|cordiali saluti|un saluto)[ ,!.]{0,3}\n{1,3} {0,5}"
+    r"(?P<name>[A-ZÀ-Ý][\w'’-]{1,30}(?:[ \t][A-ZÀ-Ý][\w'’-]{1,30})?) {0,5}$",
+    re.IGNORECASE,
+)
+_NOT_NAMES = frozenset(
+    "team there all everyone sir madam maam friend friends dear and the linkedin hope thanks just i we my good how is are "
+    "hiring hr recruiter manager".split()
+)
+
+
+def domain_of(url: str) -> str:
+    low = url.lower()
+    for prefix in ("https://", "http://"):
+        if low.startswith(prefix):
+            low = low[len(prefix) :]
+    if low.startswith("www."):
+        low = low[4:]
+    for sep in "/?#:":
+        low = low.split(sep, 1)[0]
+    return low
+
+
+def _known_names(item: Item) -> list[str]:
+    names: set[str] = set()
+    for full in (item.sender_name, item.recipient_name):
+        for part in (full or "").replace(",", " ").split():
+            part = part.strip(".")
+            if len(part) >= 2 and part.lower() not in _NOT_NAMES:
+                names.add(part)
+    return sorted(names, key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An item's text as the model reads it, plus the facts signals need."""
+
+    item: Item
+    raw: str  # the received text with entities decoded and tags turned into spaces or line breaks
+    norm: str  # lower-cased; links -> "xurl domain", e-mails and phones dropped, names -> "xname"
+    starts: tuple[int, ...] | None  # norm index -> start of its source in the received text
+    ends: tuple[int, ...] | None  # norm index -> end of its source in the received text
+    domains: tuple[str, ...]
+    n_emails: int
+    n_phones: int
+    has_markup: bool
+
+
+def _replacements(text: str) -> tuple[list[tuple[int, int, str, str]], list[str], int, int, bool]:
+    """(start, end, model text, readable text) spans for markup, entities, links, e-mails and phones."""
+    spans: list[tuple[int, int, str, str]] = []
+    domains: list[str] = []
+    n_emails = n_phones = 0
+    has_markup = False
+    if "<" in text or "&" in text:
+        for m in _MARKUP.finditer(text):
+            s = m.group(0)
+            if m.lastgroup == "tag":
+                has_markup = True
+                href = _HREF.search(s)
+                if href:
+                    domains.append(domain_of(href.group(1)))
+                    spans.append((m.start(), m.end(), f" {URL_TOKEN} {domains[-1]} ", " "))
+                else:
+                    sep = "\n" if _BLOCK_TAG.match(s) else " "
+                    spans.append((m.start(), m.end(), sep, sep))
+            else:
+                decoded = html.unescape(s).replace("\xa0", " ")
+                spans.append((m.start(), m.end(), decoded.lower(), decoded))
+    markup = list(spans)
+    for m in _CONTACT.finditer(text):
+        a, b = m.start(), m.end()
+        if any(a < mb and ma < b for ma, mb, _, _ in markup):
+            continue
+        kind, s = m.lastgroup, m.group(0)
+        if kind in ("url", "domain"):
+            stripped = s.rstrip(".,;:!?")
+            b = a + len(stripped)
+            domains.append(domain_of(stripped))
+            spans.append((a, b, f"{URL_TOKEN} {domains[-1]}", stripped))
+        elif kind == "email":
+            n_emails += 1
+            spans.append((a, b, " ", s))
+        else:
+            n_phones += 1
+            spans.append((a, b, " ", s))
+    return spans, domains, n_emails, n_phones, has_markup
+
+
+@lru_cache(maxsize=4096)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
+
+
+def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    names = _known_names(item)
+    if names:
+        spans += [(m.start(), m.end()) for m in _names_pattern(tuple(names)).finditer(text)]
+    m = _GREETING_NAME.match(text)
+    if m and m.group("name").lower() not in _NOT_NAMES and m.group("name")[0].isupper():
+        spans.append((m.start("name"), m.end("name")))
+    tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: look only there
+    m = _SIGNOFF_NAME.search(text, tail)
+    if m and m.group("name").split()[0].lower() not in _NOT_NAMES:
+        spans.append((m.start("name"), m.end("name")))
+    return spans
+
+
+def _fold(chunk: str) -> str:
+    """Lower-case, and fold compatibility forms (bold or full-width letters scammers use) to plain ones."""
+    if chunk.isascii():
+        return chunk.lower()
+    return unicodedata.normalize("NFKC", chunk).lower()
+
+
+def prepare(item: Item, with_offsets: bool = False) -> Prepared:
+    """Normalise an item's text; with offsets, also map each character back to the received text."""
+    text = item.text
+    spans, domains, n_emails, n_phones, has_markup = _replacements(text)
+    taken = [(a, b) for a, b, _, _ in spans]
+    for a, b in _name_spans(text, item):
+        if not any(a < tb and ta < b for ta, tb in taken):
+            spans.append((a, b, NAME_TOKEN, text[a:b]))
+            taken.append((a, b))
+    spans.sort()
+    pos = 0
+    norm_parts: list[str] = []
+    raw_parts: list[str] = []
+    sources: list[tuple[int, int, bool]] = []
+    for a, b, model_text, readable in spans:
+        if a < pos:
+            continue
+        norm_parts += [_fold(text[pos:a]), model_text]
+        raw_parts += [text[pos:a], readable]
+        sources += [(pos, a, False), (a, b, True)]
+        pos = b
+    norm_parts.append(_fold(text[pos:]))
+    raw_parts.append(text[pos:])
+    sources.append((pos, len(text), False))
+    starts: tuple[int, ...] | None = None
+    ends: tuple[int, ...] | None = None
+    if with_offsets:
+        st: list[int] = []
+        en: list[int] = []
+        for (a, b, replaced), normed in zip(sources, norm_parts, strict=True):
+            if replaced:
+                st += [a] * len(normed)
+                en += [b] * len(normed)
+            elif len(normed) == b - a:
+                st += range(a, b)
+                en += range(a + 1, b + 1)
+            else:  # folding changed the length: map character by character
+                for i, ch in enumerate(text[a:b]):
+                    k = len(_fold(ch))
+                    st += [a + i] * k
+                    en += [a + i + 1] * k
+        starts, ends = tuple(st), tuple(en)
+    return Prepared(item, "".join(raw_parts), "".join(norm_parts), starts, ends, tuple(domains), n_emails, n_phones, has_markup)
+
+
+def norm_text(prepared: Prepared) -> str:
+    """The text the word and character n-gram vectorisers read."""
+    return prepared.norm
+
+
+def thread_text(prepared: Prepared) -> str:
+    """The sender's earlier messages in the conversation, folded like the item's own text."""
+    return _fold(prepared.item.earlier_text) if prepared.item.earlier_text else ""
+
+
+def source_spans(prepared: Prepared, start: int, end: int) -> tuple[int, int]:
+    """The received-text span behind norm[start:end] (needs offsets)."""
+    if prepared.starts is None or prepared.ends is None:
+        raise ValueError("prepare(item, with_offsets=True) is needed for spans")
+    return prepared.starts[start], prepared.ends[end - 1]

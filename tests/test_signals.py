@@ -1,0 +1,111 @@
+"""The signal registry: every named signal fires on its examples and stays quiet on its counter-examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.context import CONTEXT_FUNCTIONS, context_signal_values
+from app.items import Item
+from app.signals import PATTERNS, load_registry, registry, text_signal_values
+from app.text import prepare
+
+REGISTRY = registry()
+TEXT_SIGNALS = [s for s in REGISTRY.signals.values() if s.kind != "context"]
+
+
+def _value(name: str, text: str) -> float:
+    return text_signal_values(prepare(Item(text=text)))[name]
+
+
+def test_every_signal_has_a_description_and_a_known_definition():
+    for s in REGISTRY.signals.values():
+        assert s.description and not s.description.endswith(".")
+        if s.kind == "pattern":
+            assert s.function in PATTERNS
+        if s.kind == "context":
+            assert s.function in CONTEXT_FUNCTIONS
+    assert len(REGISTRY.languages) >= 8 and len(REGISTRY.phrases) > 1500
+
+
+@pytest.mark.parametrize(("name", "text"), [(s.name, t) for s in TEXT_SIGNALS for t in s.fires], ids=lambda v: str(v)[:40])
+def test_signal_fires_on_its_examples(name, text):
+    assert _value(name, text) > 0
+
+
+@pytest.mark.parametrize(("name", "text"), [(s.name, t) for s in TEXT_SIGNALS for t in s.quiet], ids=lambda v: str(v)[:40])
+def test_signal_stays_quiet_on_its_counter_examples(name, text):
+    assert _value(name, text) == 0
+
+
+def test_every_text_signal_has_examples_both_ways():
+    for s in TEXT_SIGNALS:
+        if s.name != "long_text":
+            assert s.fires, s.name
+        assert s.quiet, s.name
+    assert _value("long_text", "word " * 200) == 1.0
+
+
+# The audit of FIELD_NOTES section 3: contact details are no evidence by themselves.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi, I'm hiring a QA lead for our Pune office. Reach me at priya@orbit.example or +91 98450 12345",
+        "call me on 0803 555 1234 when you are free",
+        "send me the details at tunde.a@gmail.com",
+    ],
+)
+def test_an_email_or_phone_alone_fires_no_spam_signal(text):
+    values = text_signal_values(prepare(Item(text=text)))
+    spammy = ("chat_app_move", "chat_app_with_scheme", "fee_or_documents", "job_offer_with_catch", "romance_friendship")
+    assert all(values[name] == 0 for name in spammy)
+
+
+def test_a_dear_sir_greeting_is_not_a_romance_opener():
+    assert _value("romance_friendship", "Dear Sir, kindly find my CV attached for the internship.") == 0
+
+
+CONTEXT_EXAMPLES = {
+    "invite_note": (Item(text="Hi, loved your talk", kind="invite"), Item(text="Hi, loved your talk")),
+    "owner_wrote_before": (Item(text="ok", owner_messages_before=2), Item(text="ok", owner_messages_before=0)),
+    "owner_never_wrote": (Item(text="hello", owner_messages_before=0), Item(text="hello")),
+    "owner_started": (Item(text="sure", owner_started=True), Item(text="sure", owner_started=False)),
+    "owner_replied_after": (Item(text="hi", owner_replied_after=True), Item(text="hi", owner_replied_after=False)),
+    "no_reply_after": (Item(text="hi", owner_replied_after=False), Item(text="hi")),
+    "second_unanswered": (Item(text="any thoughts?", prior_unanswered=1), Item(text="any thoughts?", prior_unanswered=0)),
+    "third_unanswered": (Item(text="last try", prior_unanswered=2), Item(text="last try", prior_unanswered=1)),
+    "ongoing_thread": (
+        Item(text="ok", owner_messages_before=2, sender_messages_before=3),
+        Item(text="ok", owner_messages_before=1, sender_messages_before=3),
+    ),
+    "not_a_connection": (Item(text="hi", is_connection=False), Item(text="hi", is_connection=True)),
+    "just_connected": (Item(text="thanks!", minutes_since_connected=30), Item(text="thanks!", minutes_since_connected=5000)),
+    "long_connected": (Item(text="hey", minutes_since_connected=600_000), Item(text="hey", minutes_since_connected=60)),
+    "anonymous_sender": (Item(text="<p>Hi</p>", sender_name="LinkedIn Member"), Item(text="<p>Hi</p>", sender_name="Ana Ruiz")),
+    "few_connections": (Item(text="hi", sender_connections=3), Item(text="hi", sender_connections=800)),
+    "mutual_connections": (Item(text="hi", mutual_connections=12), Item(text="hi", mutual_connections=0)),
+    "no_photo": (Item(text="hi", sender_has_photo=False), Item(text="hi", sender_has_photo=True)),
+    "new_account": (Item(text="hi", sender_account_age_days=3), Item(text="hi", sender_account_age_days=900)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXT_EXAMPLES))
+def test_context_signal_fires_when_the_fact_is_known_and_true(name):
+    fires, quiet = CONTEXT_EXAMPLES[name]
+    assert context_signal_values(fires)[name] == 1.0
+    assert context_signal_values(quiet)[name] == 0.0
+
+
+def test_every_context_signal_has_examples():
+    assert set(CONTEXT_EXAMPLES) == {s.name for s in REGISTRY.signals.values() if s.kind == "context"}
+
+
+def test_a_text_alone_has_no_context_signal():
+    assert not any(context_signal_values(Item(text="Thanks for connecting!")).values())
+
+
+def test_a_lexicon_file_naming_an_unknown_signal_is_refused(tmp_path):
+    (tmp_path / "lexicons").mkdir()
+    (tmp_path / "signals.toml").write_text('[[signal]]\nname = "x"\nkind = "lexicon"\ndescription = "x"\n', encoding="utf-8")
+    (tmp_path / "lexicons" / "en.toml").write_text('[phrases]\ny = ["a"]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="'y' is not a lexicon signal"):
+        load_registry(tmp_path)

@@ -1,0 +1,91 @@
+"""Text preparation: markup decoded, links marked, contact details dropped, names masked, offsets exact, time linear."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.items import Item
+from app.signals import text_signal_values
+from app.text import NAME_TOKEN, URL_TOKEN, prepare
+
+
+def test_markup_and_entities_are_decoded_and_links_keep_their_domain():
+    p = prepare(
+        Item(
+            text='<p class="spinmail-quill-editor__spin-break">Hi&nbsp;there &amp; <a href="https://go.example.com/x">join</a></p>'
+        )
+    )
+    assert p.has_markup and p.domains == ("go.example.com",)
+    assert "hi there & " in p.norm and f"{URL_TOKEN} go.example.com" in p.norm and "<" not in p.norm
+
+
+def test_emails_and_phones_are_dropped_but_counted():
+    p = prepare(Item(text="Mail ravi.k@orbit.example or call +91 98400 12345 today"))
+    assert (p.n_emails, p.n_phones) == (1, 1)
+    assert "orbit" not in p.norm and "98400" not in p.norm and "call" in p.norm
+
+
+def test_names_of_sender_and_recipient_and_greetings_are_masked():
+    item = Item(text="Hi Wanjiru, Kamau here.\n\nRegards,\nOtieno", sender_name="Kamau Otieno", recipient_name="Wanjiru Njeri")
+    assert prepare(item).norm.count(NAME_TOKEN) == 3
+    assert prepare(Item(text="Hello Gabriela, welcome!")).norm.startswith(f"hello {NAME_TOKEN}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Hi Ana, see https://bit.ly/x1 &amp; <b>now</b>", "𝐁𝐢𝐭𝐜𝐨𝐢𝐧 profits İstanbul ß", "call +1 (555) 010-9999 or a@b.co"],
+)
+def test_offsets_map_every_normalised_character_back_into_the_received_text(text):
+    p = prepare(Item(text=text, sender_name="Ana Lee"), with_offsets=True)
+    assert p.starts is not None and p.ends is not None and len(p.starts) == len(p.norm) == len(p.ends)
+    assert all(0 <= a < b <= len(text) for a, b in zip(p.starts, p.ends, strict=True))
+
+
+def test_fancy_letters_fold_to_plain_ones():
+    assert "bitcoin" in prepare(Item(text="𝐁𝐢𝐭𝐜𝐨𝐢𝐧 profits")).norm
+
+
+# Regular-expression backtracking (issue 11): inputs that once took tens of seconds.
+ADVERSARIAL = [
+    "{{" + " " * 19_998,
+    "@ " + "a." * 9_999,
+    "{" + " " * 19_999,
+    "a-" * 10_000,
+    "_." * 10_000,
+    "a+" * 10_000,
+    "1 " * 10_000,
+    "<" + "a" * 19_999,
+    "<a " + "x" * 19_997,
+    "&" * 20_000,
+    "hi " + "A" * 19_997,
+    "www." + "a." * 9_998,
+]
+
+
+def _seconds(text: str) -> float:
+    start = time.perf_counter()
+    item = Item(text=text)
+    text_signal_values(prepare(item, with_offsets=True))
+    return time.perf_counter() - start
+
+
+def _ordinary(n: int) -> str:
+    return ("Hi Ana, we met at the meetup, here is my deck https://x.example/d and my mail a@b.example. " * 300)[:n]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda t: repr(t[:6]))
+def test_adversarial_texts_cost_about_what_ordinary_text_of_their_length_costs(text):
+    baseline = min(_seconds(_ordinary(len(text))) for _ in range(3))
+    took = min(_seconds(text) for _ in range(2))
+    assert took < 20 * baseline + 0.05  # a ratio to ordinary text of the same length, never a wall-clock limit
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list("{}<>@.-_+&#%[]a1 \n:/w")), min_size=5_000, max_size=20_000))
+def test_fuzzed_texts_over_adversarial_alphabets_stay_linear(text):
+    baseline = min(_seconds(_ordinary(len(text))) for _ in range(2))
+    assert _seconds(text) < 20 * baseline + 0.05
