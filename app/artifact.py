@@ -1,17 +1,21 @@
-"""Versioned model artifacts: save, verify and load.
+"""Versioned model artifacts: save, verify and load, trusting nothing unchecked.
 
 Layout of a model store (the `model/` folder, `TRIAGE_MODEL_DIR`):
 
-    CURRENT                     one line: the current version's folder name
+    CURRENT                       one line: "<version> <sha256 of its manifest.json>"
+    history.jsonl                 promotions, rejections and rollbacks
     versions/<version>/model.skops
     versions/<version>/manifest.json
 
-A version folder is written under a temporary name and renamed into place, and
-CURRENT is replaced atomically (write, then rename), so a crash at any moment leaves
-a valid current model. The model is stored with skops, not pickle: loading runs no code
-from the file, and refuses any type that is not scikit-learn's, NumPy's or one of this
-project's own feature steps. It also checks the file's sha256 against the manifest and
-refuses a scikit-learn version other than the one the model was trained with.
+- The model is stored with skops, not pickle: loading runs no code from the file and refuses
+  any type that is not scikit-learn's, NumPy's or one of this project's feature steps.
+- CURRENT covers the manifest with its hash, and the manifest covers the model file with its
+  hash; the manifest is checked against a schema (`Manifest`) before anything is used.
+- A version is only ever looked up inside the store's versions/ folder: names are plain, and a
+  version folder that is a symlink, or resolves elsewhere, is refused.
+- A version folder is written under a temporary name and renamed into place, and CURRENT is
+  replaced atomically (write, then rename), so a crash at any moment leaves a valid current
+  model. Loading refuses a scikit-learn version other than the one the model was trained with.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import tempfile
@@ -31,12 +36,17 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops.io as sio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.features import FEATURES_VERSION
-from app.model import Thresholds, TriageModel
+from app.model import LABELS, Thresholds, TriageModel
 
 HISTORY_FILE = "history.jsonl"
 MODEL_FILE = "model.skops"
+MANIFEST_FILE = "manifest.json"
+POINTER_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The only types a model file may hold beyond those skops trusts by default: our own feature steps.
 TRUSTED_TYPES = frozenset(
     {
@@ -47,13 +57,30 @@ TRUSTED_TYPES = frozenset(
         "app.text.thread_text",
     }
 )
-MANIFEST_FILE = "manifest.json"
-POINTER_FILE = "CURRENT"
-VERSIONS_DIR = "versions"
 
 
 class ModelError(Exception):
     """A model store or artifact that cannot be used; the message says why and what to do."""
+
+
+class ManifestThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    review: float = Field(ge=0.0, le=1.0)
+    spam: float = Field(ge=0.0, le=1.0)
+
+
+class Manifest(BaseModel):
+    """What a manifest must hold to be trusted; other keys (metrics, params...) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str = Field(pattern=VERSION_NAME.pattern)
+    labels: list[str]
+    versions: dict[str, str]
+    features_version: int
+    thresholds: ManifestThresholds
+    artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 def sha256_file(path: Path) -> str:
@@ -72,74 +99,125 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def check_version_name(name: str) -> str:
+    if not VERSION_NAME.fullmatch(name) or ".." in name:
+        raise ModelError(f"{name!r} is not a version name (letters, digits, '.', '_' and '-'; see `triage model list`)")
+    return name
+
+
+def version_dir(store: Path, name: str) -> Path:
+    """The folder of a version inside the store; ModelError for a bad name, a symlink or a folder elsewhere."""
+    check_version_name(name)
+    versions = Path(store) / VERSIONS_DIR
+    folder = versions / name
+    if folder.is_symlink() or (folder.exists() and folder.resolve().parent != versions.resolve()):
+        raise ModelError(f"version {name!r} is a link out of the model store: refusing to load it")
+    if not (folder / MANIFEST_FILE).is_file():
+        raise ModelError(f"no version {name!r} in {versions}")
+    return folder
+
+
+def read_pointer(store: Path) -> tuple[str, str | None] | None:
+    """(version, manifest sha256) named by CURRENT, or None when there is no CURRENT."""
+    pointer = Path(store) / POINTER_FILE
+    if not pointer.is_file():
+        return None
+    try:
+        text = pointer.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ModelError(
+            f"{POINTER_FILE} in the model store is not a readable pointer: repoint it with `triage model rollback VERSION`"
+        ) from None
+    parts = text.split()
+    if not parts or len(parts) > 2:
+        raise ModelError(f"{POINTER_FILE} in the model store names no version: repoint it with `triage model rollback VERSION`")
+    check_version_name(parts[0])
+    return parts[0], (parts[1] if len(parts) == 2 else None)
+
+
 def resolve_version_dir(model_dir: Path) -> Path:
-    """The folder holding manifest.json: `model_dir` itself, or the version CURRENT names."""
+    """The folder holding manifest.json: `model_dir` itself (a version folder), or the version CURRENT names."""
     model_dir = Path(model_dir)
     if (model_dir / MANIFEST_FILE).is_file():
         return model_dir
-    pointer = model_dir / POINTER_FILE
-    if not pointer.is_file():
+    pointed = read_pointer(model_dir)
+    if pointed is None:
         raise ModelError(
             f"no model in {model_dir}: neither {MANIFEST_FILE} nor {POINTER_FILE} found; train one with `triage train`"
         )
-    name = pointer.read_text(encoding="utf-8").strip()
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ModelError(f"{pointer} names an invalid version {name!r}")
-    version_dir = model_dir / VERSIONS_DIR / name
-    if not (version_dir / MANIFEST_FILE).is_file():
-        raise ModelError(f"{pointer} names version {name!r}, but {version_dir / MANIFEST_FILE} does not exist")
-    return version_dir
+    return version_dir(model_dir, pointed[0])
 
 
-def read_manifest(version_dir: Path) -> dict[str, Any]:
+def read_manifest(folder: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """A version's manifest, checked against its hash (when the pointer gives one) and the schema."""
+    path = folder / MANIFEST_FILE
     try:
-        manifest = json.loads((version_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {version_dir / MANIFEST_FILE}: {exc}") from None
-    if not isinstance(manifest, dict) or "artifact_sha256" not in manifest:
-        raise ModelError(f"{version_dir / MANIFEST_FILE} has no artifact_sha256: refusing to load")
-    return manifest
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the manifest of {folder.name}: {exc.strerror}") from None
+    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise ModelError(f"the manifest of {folder.name} does not match the hash in {POINTER_FILE}: refusing to load it")
+    try:
+        data = json.loads(raw)
+        manifest = Manifest.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(p) for p in first["loc"]) or "the file"
+        raise ModelError(f"the manifest of {folder.name} is not valid ({where}: {first['msg']}): refusing to load it") from None
+    if manifest.labels != list(LABELS):
+        raise ModelError(f"the manifest of {folder.name} has labels {manifest.labels}, not {list(LABELS)}")
+    return data
 
 
 def load_model(model_dir: Path) -> TriageModel:
     """Load and verify a model (store root or version folder). Raises ModelError with the reason."""
-    version_dir = resolve_version_dir(model_dir)
-    manifest = read_manifest(version_dir)
-    artifact = version_dir / MODEL_FILE
+    model_dir = Path(model_dir)
+    folder = resolve_version_dir(model_dir)
+    pointed = None if folder == model_dir else read_pointer(model_dir)
+    manifest = read_manifest(folder, pointed[1] if pointed else None)
+    artifact = folder / MODEL_FILE
     if not artifact.is_file():
-        raise ModelError(f"{artifact} is missing")
+        raise ModelError(f"{folder.name}/{MODEL_FILE} is missing")
     actual = sha256_file(artifact)
     if actual != manifest["artifact_sha256"]:
         raise ModelError(
-            f"{artifact} does not match its manifest (sha256 {actual[:12]}... != "
-            f"{str(manifest['artifact_sha256'])[:12]}...): refusing to load it"
+            f"{folder.name}/{MODEL_FILE} does not match its manifest (sha256 {actual[:12]}... != "
+            f"{manifest['artifact_sha256'][:12]}...): refusing to load it"
         )
-    trained_with = str(manifest.get("versions", {}).get("scikit_learn", ""))
+    trained_with = str(manifest["versions"].get("scikit_learn", ""))
     if _minor(trained_with) != _minor(sklearn.__version__):
         raise ModelError(
-            f"model {manifest.get('version')} was trained with scikit-learn {trained_with}, "
-            f"this is {sklearn.__version__}: retrain with `triage train` (or install "
-            f"scikit-learn=={trained_with})"
+            f"model {manifest['version']} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}: "
+            f"retrain with `triage train` (or install scikit-learn=={trained_with})"
         )
-    if manifest.get("features_version") != FEATURES_VERSION:
+    if manifest["features_version"] != FEATURES_VERSION:
         raise ModelError(
-            f"model {manifest.get('version')} was trained with features version "
-            f"{manifest.get('features_version')}, this code computes version {FEATURES_VERSION}: "
-            "retrain with `triage train`"
+            f"model {manifest['version']} was trained with features version {manifest['features_version']}, "
+            f"this code computes version {FEATURES_VERSION}: retrain with `triage train`"
         )
     try:
         untrusted = set(sio.get_untrusted_types(file=artifact))
-    except Exception as exc:  # a corrupt or foreign file: skops raises many kinds
-        raise ModelError(f"{artifact} is not a readable model file: {exc}") from None
+    except Exception as exc:  # not a skops file (a pickle, say): skops raises many kinds, and runs nothing
+        raise ModelError(
+            f"{folder.name}/{MODEL_FILE} is not a readable model file ({type(exc).__name__}): refusing to load it"
+        ) from None
     refused = sorted(untrusted - TRUSTED_TYPES)
     if refused:
-        raise ModelError(f"{artifact} holds types this project does not trust: {', '.join(refused[:5])}: refusing to load it")
+        raise ModelError(
+            f"{folder.name}/{MODEL_FILE} holds types this project does not trust ({', '.join(refused[:5])}): refusing to load it"
+        )
     try:
         pipeline = sio.load(artifact, trusted=sorted(untrusted))
-        thresholds = Thresholds(**manifest.get("thresholds", {}))
-        return TriageModel(pipeline, thresholds, manifest)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{version_dir}: the model does not load: {exc}") from None
+        return TriageModel(pipeline, Thresholds(**manifest["thresholds"]), manifest)
+    except Exception as exc:  # a well-formed file holding the wrong thing
+        raise ModelError(f"{folder.name}: the model does not load: {type(exc).__name__}: {exc}") from None
+
+
+def _readable(folder: Path) -> None:
+    """Version folders are world-readable (mkdtemp makes them 0700): a service may run as another user."""
+    os.chmod(folder, 0o755)
+    for path in folder.iterdir():
+        os.chmod(path, 0o644)
 
 
 def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_current: bool = True) -> Path:
@@ -147,7 +225,7 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
     store = Path(store)
     versions = store / VERSIONS_DIR
     versions.mkdir(parents=True, exist_ok=True)
-    version = manifest["version"]
+    version = check_version_name(manifest["version"])
     final = versions / version
     if final.exists():
         raise ModelError(f"version {version} already exists in {versions}")
@@ -156,6 +234,7 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
         sio.dump(model.pipeline, tmp / MODEL_FILE, compression=zipfile.ZIP_DEFLATED)
         manifest = dict(manifest, artifact_sha256=sha256_file(tmp / MODEL_FILE), artifact_file=MODEL_FILE)
         write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _readable(tmp)
         _checkpoint("before-version-rename")
         os.replace(tmp, final)
     except BaseException:
@@ -168,8 +247,10 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
 
 def set_current(store: Path, version: str) -> None:
     """Point CURRENT at a version, atomically; the version must load and verify first."""
-    load_model(Path(store) / VERSIONS_DIR / version)
-    write_atomic(Path(store) / POINTER_FILE, version + "\n", checkpoint="before-pointer-rename")
+    folder = version_dir(store, version)
+    load_model(folder)
+    digest = sha256_file(folder / MANIFEST_FILE)
+    write_atomic(Path(store) / POINTER_FILE, f"{version} {digest}\n", checkpoint="before-pointer-rename")
 
 
 def _checkpoint(name: str) -> None:
@@ -186,6 +267,7 @@ def write_atomic(path: Path, text: str, checkpoint: str | None = None) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         if checkpoint:
             _checkpoint(checkpoint)
         os.replace(tmp, path)
@@ -195,8 +277,11 @@ def write_atomic(path: Path, text: str, checkpoint: str | None = None) -> None:
 
 
 def current_version(store: Path) -> str | None:
-    pointer = Path(store) / POINTER_FILE
-    return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+    try:
+        pointed = read_pointer(store)
+    except ModelError:
+        return None
+    return pointed[0] if pointed else None
 
 
 def list_versions(store: Path) -> list[dict[str, Any]]:
@@ -205,7 +290,7 @@ def list_versions(store: Path) -> list[dict[str, Any]]:
     out = []
     versions = Path(store) / VERSIONS_DIR
     for folder in sorted(versions.iterdir() if versions.is_dir() else []):
-        if folder.name.startswith(".") or not (folder / MANIFEST_FILE).is_file():
+        if folder.name.startswith(".") or folder.is_symlink() or not (folder / MANIFEST_FILE).is_file():
             continue
         try:
             manifest = read_manifest(folder)
@@ -233,7 +318,15 @@ def read_history(store: Path) -> list[dict[str, Any]]:
     path = Path(store) / HISTORY_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line after a crash
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
@@ -246,13 +339,12 @@ def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
     current = current_version(store)
     if version is None:
         for entry in reversed(read_history(store)):
-            if entry["action"] in ("promote", "rollback") and entry["version"] == current and entry.get("previous"):
+            if entry.get("action") in ("promote", "rollback") and entry.get("version") == current and entry.get("previous"):
                 version = entry["previous"]
                 break
         else:
             raise ModelError(f"no earlier version to roll back to from {current}; name one (see `triage model list`)")
-    if not (store / VERSIONS_DIR / version / MANIFEST_FILE).is_file():
-        raise ModelError(f"no version {version!r} in {store / VERSIONS_DIR}")
-    set_current(store, version)
-    record_history(store, "rollback", version, previous=current, reason=f"rolled back from {current}")
-    return current, version
+    version_dir(store, str(version))
+    set_current(store, str(version))
+    record_history(store, "rollback", str(version), previous=current, reason=f"rolled back from {current}")
+    return current, str(version)

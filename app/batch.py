@@ -215,7 +215,7 @@ def score_file(
     for value in paths:
         if isinstance(value, (str, Path)) and Path(value).resolve() == output.resolve():
             raise ValueError(f"the output {output} is also an input")
-    inbox = read_items(inputs, format=format, me=me)
+    inbox = read_items(inputs, format=format, me=me, limits=settings.limits())
     columns, extra_map = output_columns(inbox)
     id_cols = list(inbox.id_columns)
 

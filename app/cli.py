@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -331,6 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ModelError, ValueError, FileNotFoundError) as exc:
         print(f"triage: error: {exc}", file=sys.stderr)
+        return 2
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a corrupt export zip
+        print(f"triage: error: a zip file cannot be read: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied, a file gone: one line, no traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"triage: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

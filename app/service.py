@@ -25,7 +25,7 @@ from typing import Any
 from app import feedback as feedback_store
 from app.artifact import MANIFEST_FILE, POINTER_FILE, ModelError, load_model, resolve_version_dir
 from app.batch import output_columns, row_head, score_chunk, too_long
-from app.inbox import Record, read_items
+from app.inbox import LimitExceeded, Record, read_items
 from app.items import Item
 from app.lists import Lists, ListsError, load_lists
 from app.model import DEFAULT_REASONS, LABELS, Explanation, Thresholds, TriageModel, Verdict
@@ -307,6 +307,10 @@ class UploadError(ValueError):
     """An upload that cannot be read at all (format, header, encoding); says why."""
 
 
+class UploadTooLarge(UploadError):
+    """An upload over one of the input limits; the message names the limit's setting."""
+
+
 def score_upload(
     service: TriageService,
     data: bytes,
@@ -325,9 +329,11 @@ def score_upload(
     upload = io.BytesIO(data)
     upload.name = filename  # the reader labels rows with it
     try:
-        inbox = read_items(upload, format=format, me=me)
+        inbox = read_items(upload, format=format, me=me, limits=service.settings.limits())
         records = iter(inbox)
         first = next(records, None)
+    except LimitExceeded as exc:
+        raise UploadTooLarge(str(exc)) from None
     except (ValueError, FileNotFoundError) as exc:
         raise UploadError(str(exc)) from None
     except Exception as exc:  # a corrupt zip and the like: the client's file, not a server fault

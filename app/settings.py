@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.sources import Limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,6 +31,11 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(1_000, ge=1, description="items per /v1/score/batch request")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1, description="largest JSON request body")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest uploaded file")
+    max_unpacked_bytes: int = Field(200 * 1024 * 1024, ge=1, description="bytes read out of a zip (an export or an upload)")
+    max_rows: int = Field(2_000_000, ge=1, description="rows read from one run's inputs or one upload")
+    max_conversation_rows: int = Field(20_000, ge=1, description="rows of one conversation in a LinkedIn export")
+    max_record_lines: int = Field(1_000, ge=1, description="physical lines one CSV record may span (an unclosed quote)")
+    max_line_bytes: int = Field(4 * 1024 * 1024, ge=1, description="bytes of one physical line of an input file")
     review_threshold: float | None = Field(None, ge=0.0, le=1.0, description="overrides the manifest's review threshold")
     spam_threshold: float | None = Field(None, ge=0.0, le=1.0, description="overrides the manifest's spam threshold")
     score_timeout_seconds: float = Field(10.0, gt=0, description="a request's scoring deadline; past it the answer is 503")
@@ -39,6 +46,16 @@ class Settings(BaseSettings):
     bench: bool = Field(False, description="adds the hidden /v1/_bench/constant route (scripts/bench_api.py)")
     batch_jobs: int = Field(0, ge=0, description="`triage score` worker processes; 0 = all cores")
     batch_chunk_rows: int = Field(1_000, ge=1, description="rows per chunk sent to a worker")
+
+    def limits(self) -> Limits:
+        """What one input may cost, for the readers."""
+        return Limits(
+            unpacked_bytes=self.max_unpacked_bytes,
+            rows=self.max_rows,
+            conversation_rows=self.max_conversation_rows,
+            record_lines=self.max_record_lines,
+            line_bytes=self.max_line_bytes,
+        )
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -20,12 +20,12 @@ from app.inbox import (
     OWN_MESSAGE,
     ReadReport,
     detect_format,
-    parse_export_time,
     read_items,
     read_jsonl,
     read_linkedin_export,
     read_plain_csv,
 )
+from app.linkedin import parse_export_time
 
 LINKEDIN = Path(__file__).parent / "fixtures" / "linkedin"
 EXPORT = LINKEDIN / "export"
@@ -173,7 +173,7 @@ def test_bom_crlf_and_cp1252_are_read_and_reported(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
     cp.write_bytes(text.encode("cp1252"))
     expected = outcome(read_items(EXPORT / "messages.csv", me="Sam Patel"))
-    for path, encoding in ((bom, "utf-8 with BOM"), (cp, "cp1252")):
+    for path, encoding in ((bom, "utf-8 with BOM"), (cp, "utf-8 (1 line read as cp1252: 9)")):
         report = ReadReport()
         records = list(read_items(path, me="Sam Patel", report=report))
         assert report.encodings == {str(path): encoding}

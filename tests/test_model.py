@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import time
 import zipfile
 
@@ -135,8 +136,30 @@ def test_a_model_file_naming_a_type_that_runs_code_is_refused_even_with_a_matchi
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     manifest["artifact_sha256"] = sha256_file(artifact)
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="does not match the hash in CURRENT"):
+        load_model(tmp_path)  # through the store: CURRENT's hash of the manifest catches the change first
     with pytest.raises(ModelError, match="does not trust"):
-        load_model(tmp_path)
+        load_model(path)  # even given the version folder itself, the file's types are refused
+
+
+class _RunsCode:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_in_place_of_the_model_runs_nothing(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "store", dict(tiny_model.manifest, version="v1"))
+    marker = tmp_path / "pwned"
+    (path / MODEL_FILE).write_bytes(pickle.dumps(_RunsCode(str(marker))))
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["artifact_sha256"] = sha256_file(path / MODEL_FILE)
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="not a readable model file"):
+        load_model(path)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(
@@ -152,7 +175,7 @@ def test_a_model_from_other_code_is_refused_with_a_way_out(tmp_path, tiny_model,
     target[field[-1]] = value
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="triage train") as err:
-        load_model(tmp_path)
+        load_model(path)
     assert named in str(err.value)
 
 
@@ -160,5 +183,5 @@ def test_missing_or_bad_store_gives_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="triage train"):
         load_model(tmp_path)
     (tmp_path / "CURRENT").write_text("../evil\n")
-    with pytest.raises(ModelError, match="invalid version"):
+    with pytest.raises(ModelError, match="is not a version name"):
         load_model(tmp_path)

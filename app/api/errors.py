@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -20,6 +22,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "body over the size limit"},
     422: {"model": ErrorOut, "description": "invalid request: `details` names each field"},
     503: {"model": ErrorOut, "description": "no verified model loaded yet, or scoring ran past its deadline"},
+    507: {"model": ErrorOut, "description": "the server's disk is full"},
 }
 
 
@@ -66,6 +69,23 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 400:
             details = [{"field": "body", "message": message, "type": code}]
         return error_response(exc.status_code, code, message, details, headers=exc.headers)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def on_store_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        full = "full" in str(exc).lower()
+        log.error("feedback store failed on %s: %s", request.url.path, exc)
+        if full:
+            return error_response(507, "insufficient_storage", "the feedback store's disk is full; nothing was stored")
+        return error_response(
+            503, "store_unavailable", f"the feedback store cannot be used now: {exc}", headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(OSError)
+    async def on_os_error(request: Request, exc: OSError) -> JSONResponse:
+        log.error("I/O failed on %s: %s", request.url.path, exc)
+        if exc.errno == errno.ENOSPC:
+            return error_response(507, "insufficient_storage", "the server's disk is full; nothing was stored")
+        return error_response(503, "io_error", f"the server could not read or write a file: {exc.strerror or exc}")
 
     @app.exception_handler(ModelUnavailable)
     async def on_no_model(request: Request, exc: ModelUnavailable) -> JSONResponse:

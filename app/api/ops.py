@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
@@ -9,6 +12,7 @@ from app.api.deps import MetricsDep, ServiceDep, model_json, require_token
 from app.schemas import HealthOut, ReadyOut
 
 router = APIRouter(tags=["operations"])
+_ABSOLUTE_PATH = re.compile(r"/[^\s:'\"()]{1,4096}")  # the server's folders are nobody's business: shown by name only
 
 
 @router.get("/healthz", response_model=HealthOut, summary="Alive")
@@ -25,7 +29,8 @@ async def healthz() -> dict[str, str]:
 async def readyz(service: ServiceDep) -> Response:
     state = service.models.state
     if state is None:
-        return model_json(ReadyOut(status="not_ready", reason=service.models.last_error or "loading"), status=503)
+        reason = _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name or "/", service.models.last_error or "loading")
+        return model_json(ReadyOut(status="not_ready", reason=reason), status=503)
     return model_json(ReadyOut(status="ready", model_version=state.model.version))
 
 

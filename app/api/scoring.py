@@ -12,7 +12,7 @@ from app.api.deps import GUARDED, MetricsDep, ServiceDep, SettingsDep, off_loop,
 from app.api.errors import ERRORS, fail
 from app.api.middleware import BodyTooLarge
 from app.schemas import BatchIn, BatchOut, ExplainOut, ItemIn, VerdictOut, explain_payload, verdict_payload
-from app.service import UploadError, score_upload
+from app.service import UploadError, UploadTooLarge, score_upload
 
 router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=GUARDED, responses=ERRORS)
 
@@ -78,6 +78,8 @@ async def score_upload_file(
     counted = lambda label: metrics.observe_verdict(label, "batch", False)
     try:
         chunks = await off_loop(settings, score_upload, service, data, name, format, me, counted)
+    except UploadTooLarge as exc:
+        raise fail(413, "limit_exceeded", str(exc), "file") from None
     except UploadError as exc:
         raise fail(422, "upload_error", str(exc), "file") from None
     return StreamingResponse(

@@ -1,0 +1,615 @@
+"""Reading LinkedIn's own data export: messages.csv, Invitations.csv, Connections.csv (folder, zip or files).
+
+Only inbound items are scored: messages others wrote to the owner and incoming invitations
+with a note. The owner's own messages, drafts, outgoing invitations, invitations without a
+note and AI-coach files are yielded as skipped records with their reason. The owner is
+inferred (or given with `me`), and every inbound message carries its conversation: what
+the owner and this sender wrote before it, whether the owner replied after it, and how long
+the two have been connected (`app/items.py` turns that into the item's context fields).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from app.items import Item, ThreadMessage, build_item, parse_datetime
+from app.sources import (
+    COACH_FILE,
+    DRAFT,
+    EMPTY_MESSAGE,
+    NO_NOTE,
+    OUTGOING_INVITATION,
+    OWN_MESSAGE,
+    LimitExceeded,
+    Limits,
+    ReadReport,
+    Record,
+    Source,
+    as_source,
+    csv_records,
+    head,
+    norm_header,
+    path_source,
+    sample_rows,
+    zip_member_source,
+)
+
+NO_CONVERSATIONS = "no conversations found"
+_ANONYMOUS = {"linkedin member", "linkedin"}
+_COACH_WORDS = ("coach", "guide", "learning", "role_play", "roleplay")
+
+# --------------------------------------------------------------------------------------
+# LinkedIn export: dates, people, the account owner
+# --------------------------------------------------------------------------------------
+
+_EXPORT_TIME_FORMATS = ("%m/%d/%y, %I:%M %p", "%m/%d/%Y, %I:%M %p", "%m/%d/%y, %H:%M", "%m/%d/%Y, %H:%M", "%d %b %Y", "%m/%d/%y")
+
+
+def parse_export_time(value: Any, field_name: str) -> datetime | None:
+    """A LinkedIn export time: ISO ('2024-05-01 10:00:00 UTC'), 'M/D/YY, h:mm AM' or 'DD Mon YYYY'; naive = UTC."""
+    text = re.sub(r"[\u202f\xa0\s]+", " ", str(value or "")).strip()
+    if not text:
+        return None
+    with contextlib.suppress(ValueError):
+        return parse_datetime(text, field_name)
+    for fmt in _EXPORT_TIME_FORMATS:
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    raise ValueError(f"{field_name}: cannot read the date {value!r}")
+
+
+def normalise_url(url: str | None) -> str:
+    """A profile URL without scheme, 'www.', query or trailing slash, lower-cased."""
+    text = (url or "").strip().lower()
+    text = re.sub(r"^[a-z]+://", "", text)
+    text = re.sub(r"^www\.", "", text)
+    return re.split(r"[?#]", text, maxsplit=1)[0].rstrip("/")
+
+
+def _name_key(name: str | None) -> str:
+    return " ".join(html.unescape(name or "").split()).casefold()
+
+
+def _is_url(value: str) -> bool:
+    low = value.strip().lower()
+    return low.startswith(("http://", "https://", "www.")) or "linkedin.com/" in low or "/in/" in low
+
+
+@dataclass
+class Owner:
+    """The account owner: the names and profile URLs that mean 'me' in the export."""
+
+    names: set[str]
+    urls: set[str]
+    display: str
+    how: str
+
+    @classmethod
+    def from_me(cls, me: str) -> Owner:
+        if _is_url(me):
+            return cls(set(), {normalise_url(me)}, me.strip(), "given with --me")
+        return cls({_name_key(me)}, set(), me.strip(), "given with --me")
+
+    def matches(self, name: str | None, url: str | None) -> bool:
+        if url and url.strip() and self.urls:
+            return normalise_url(url) in self.urls
+        key = _name_key(name)
+        return bool(key) and key not in _ANONYMOUS and key in self.names
+
+
+class _OwnerEvidence:
+    """Counts gathered in one pass over messages.csv to find who the owner is."""
+
+    def __init__(self) -> None:
+        self.conversations: Counter[tuple[str, str]] = Counter()  # identity -> conversations it is in
+        self.as_recipient: Counter[tuple[str, str]] = Counter()
+        self.url_names: Counter[tuple[str, str]] = Counter()  # (url, name) seen together as sender
+        self.single_recipient: Counter[tuple[str, str]] = Counter()  # (url, to-name) for one-recipient rows
+        self.display: dict[str, str] = {}
+        self.has_recipient_urls = False
+        self._block: set[tuple[str, str]] = set()
+
+    def _name(self, name: str) -> tuple[str, str] | None:
+        key = _name_key(name)
+        if not key or key in _ANONYMOUS:
+            return None
+        self.display.setdefault(key, " ".join(html.unescape(name).split()))
+        return ("name", key)
+
+    def add_row(self, row: Mapping[str, str]) -> None:
+        sender_name, sender_url = row.get("from", ""), normalise_url(row.get("sender profile url"))
+        to = row.get("to", "")
+        urls = [normalise_url(u) for u in (row.get("recipient profile urls") or "").split(",") if u.strip()]
+        if urls:
+            self.has_recipient_urls = True
+        ids: set[tuple[str, str]] = set()
+        recipients: set[tuple[str, str]] = set()
+        if sender_url:
+            ids.add(("url", sender_url))
+            key = _name_key(sender_name)
+            if key and key not in _ANONYMOUS:
+                self.url_names[(sender_url, key)] += 1
+        if (n := self._name(sender_name)) is not None:
+            ids.add(n)
+        for part in {to, *to.split(", ")}:
+            if (n := self._name(part)) is not None:
+                recipients.add(n)
+        recipients.update(("url", u) for u in urls)
+        if len(urls) == 1 and (n := self._name(to)) is not None:
+            self.single_recipient[(urls[0], n[1])] += 1
+        self._block |= ids | recipients
+        self.as_recipient.update(recipients)
+
+    def end_conversation(self) -> None:
+        self.conversations.update(self._block)
+        self._block = set()
+
+    def owner(self) -> Owner | None:
+        self.end_conversation()
+        kind = "url" if self.has_recipient_urls else "name"
+        candidates = [(n, self.as_recipient[i], i) for i, n in self.conversations.items() if i[0] == kind]
+        if not candidates:
+            return None
+        candidates.sort(key=lambda c: (-c[0], -c[1], c[2]))
+        n_conv, _, (_, value) = candidates[0]
+        how = f"inferred from messages: in {n_conv} conversation{'s' if n_conv != 1 else ''}"
+        if len(candidates) > 1 and candidates[1][:2] == candidates[0][:2]:
+            how += " (a tie: pass --me to be sure)"
+        if kind == "url":
+            names = {name for (url, name) in self.url_names if url == value}
+            names |= {name for (url, name) in self.single_recipient if url == value}
+            shown = max(names, key=lambda k: self.url_names[(value, k)] + self.single_recipient[(value, k)], default=None)
+            return Owner(names, {value}, self.display.get(shown, value) if shown else value, how)
+        urls = {url for (url, name) in self.url_names if name == value}
+        return Owner({value}, urls, self.display.get(value, value), how)
+
+    def aliases_for(self, owner: Owner) -> None:
+        """Add the names used with the owner's URLs and the URLs used with the owner's names."""
+        for url, name in list(self.url_names) + list(self.single_recipient):
+            if url in owner.urls:
+                owner.names.add(name)
+        if not owner.urls:
+            owner.urls.update(url for url, name in self.url_names if name in owner.names)
+
+
+# --------------------------------------------------------------------------------------
+# LinkedIn export: files
+# --------------------------------------------------------------------------------------
+
+
+def _classify_name(name: str) -> str | None:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if not base.endswith(".csv"):
+        return None
+    if base == "messages.csv":
+        return "messages"
+    if base == "invitations.csv":
+        return "invitations"
+    if base == "connections.csv":
+        return "connections"
+    if base.endswith("messages.csv") and any(w in base for w in _COACH_WORDS):
+        return "coach"
+    return None
+
+
+def _classify_content(source: Source) -> str | None:
+    for row in sample_rows(source):
+        cells = set(row)
+        if row and row[0].startswith(NO_CONVERSATIONS):
+            return "messages"
+        if {"from", "content"} <= cells:
+            return "messages"
+        if {"from", "to", "sent at", "direction"} <= cells:
+            return "invitations"
+        if {"first name", "connected on"} <= cells:
+            return "connections"
+    return None
+
+
+def _table(
+    source: Source, report: ReadReport | None, is_header: Callable[[list[str]], bool], limits: Limits
+) -> Iterator[tuple[int, Any]]:
+    """(line, {column: value}) rows after the first row that `is_header` accepts; (line, str) for broken rows."""
+    header: list[str] | None = None
+    for line, row, problem in csv_records(source, report, limits):
+        if row is None:
+            if header is not None:
+                yield line, problem
+            continue
+        if header is None:
+            low = norm_header(row)
+            if is_header(low):
+                header = low
+            continue
+        if len(row) > len(header):
+            yield line, f"the row has {len(row)} fields, the header has {len(header)}"
+            continue
+        yield line, dict(zip(header, (c.strip() for c in row), strict=False))
+
+
+def _is_messages_header(h: list[str]) -> bool:
+    return "from" in h and "content" in h
+
+
+def _is_invitations_header(h: list[str]) -> bool:
+    return {"from", "to", "direction"} <= set(h)
+
+
+def is_connections_header(h: list[str]) -> bool:
+    return "first name" in h and "connected on" in h
+
+
+class _People:
+    """When the owner connected with whom: Connections.csv dates, refined by invitation times."""
+
+    def __init__(self) -> None:
+        self.by_url: dict[str, datetime] = {}
+        self.by_name: dict[str, datetime | None] = {}  # None: two people of that name
+        self.connections: set[str] = set()  # url and name keys of Connections.csv rows
+        self.has_connections = False
+
+    def is_connection(self, name: str, url: str) -> bool | None:
+        """True or False when Connections.csv was read, None when it was not."""
+        if not self.has_connections:
+            return None
+        keys = {normalise_url(url), "name:" + _name_key(name)} - {"", "name:"}
+        return bool(keys & self.connections)
+
+    def add_connection(self, name: str, url: str, day: datetime) -> None:
+        self.connections.update({normalise_url(url), "name:" + _name_key(name)} - {"", "name:"})
+        if key := normalise_url(url):
+            self.by_url[key] = day
+        if key := _name_key(name):
+            self.by_name[key] = day if self.by_name.get(key, day) == day else None
+
+    def add_invitation(self, name: str, url: str, when: datetime) -> None:
+        """An invitation's exact time wins over a Connections date of the same day, or stands alone."""
+        for table, key in ((self.by_url, normalise_url(url)), (self.by_name, _name_key(name))):
+            if not key:
+                continue
+            if key not in table:
+                table[key] = when
+            elif (old := table[key]) is not None and old.date() == when.date():
+                table[key] = when
+
+    def connected_at(self, name: str, url: str) -> datetime | None:
+        if url and (hit := self.by_url.get(normalise_url(url))):
+            return hit
+        return self.by_name.get(_name_key(name))
+
+
+def _message_text(value: str | None) -> str:
+    return value or ""
+
+
+def _decoded(value: str | None) -> str | None:
+    return " ".join(html.unescape(value).split()) if value and value.strip() else None
+
+
+class _Export:
+    """A LinkedIn export spread over folders, zips and single files."""
+
+    def __init__(
+        self, inputs: Iterable[str | Path | IO[bytes] | Source], me: str | None, report: ReadReport, limits: Limits
+    ) -> None:
+        self.inputs = list(inputs)
+        self.me = me
+        self.report = report
+        self.limits = limits
+
+    def _members(self, stack: contextlib.ExitStack) -> list[tuple[str, Source]]:
+        found: list[tuple[str, Source]] = []
+        for value in self.inputs:
+            if isinstance(value, (str, Path)) and Path(value).is_dir():
+                root = Path(value)
+                for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                    kind = _classify_name(path.name)
+                    if kind:
+                        found.append((kind, path_source(path)))
+                continue
+            src = as_source(value)
+            if head(src, 4) == b"PK\x03\x04":
+                fh = stack.enter_context(src.open())
+                archive = stack.enter_context(zipfile.ZipFile(fh))
+                zip_name = Path(src.name).name
+                for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                    if info.is_dir() or "__MACOSX" in info.filename:
+                        continue
+                    kind = _classify_name(info.filename)
+                    if kind:
+                        found.append((kind, zip_member_source(archive, info, zip_name, self.limits, self.report)))
+                continue
+            kind = _classify_name(src.name) or _classify_content(src)
+            if kind is None:
+                raise ValueError(f"{src.name}: not a LinkedIn messages, invitations or connections file")
+            found.append((kind, src))
+        return found
+
+    def records(self) -> Iterator[Record]:
+        with contextlib.ExitStack() as stack:
+            members = self._members(stack)
+            kinds = Counter(kind for kind, _ in members)
+            if not members or not (kinds["messages"] or kinds["invitations"] or kinds["coach"]):
+                self.report.notes.append("no messages.csv or Invitations.csv found in the LinkedIn export")
+            people = _People()
+            for kind, src in members:
+                if kind == "connections":
+                    self._read_connections(src, people)
+            invitations = [src for kind, src in members if kind == "invitations"]
+            messages = [src for kind, src in members if kind == "messages"]
+            evidence = _OwnerEvidence()
+            invite_owner: Counter[tuple[str, str]] = Counter()
+            for src in invitations:
+                self._scan_invitations(src, people, invite_owner)
+            for src in messages:
+                self._scan_messages(src, evidence)
+            owner = self._owner(evidence, invite_owner)
+            for src in messages:
+                yield from self._read_messages(src, owner, people)
+            for src in invitations:
+                yield from self._read_invitations(src)
+            for kind, src in members:
+                if kind == "coach":
+                    yield from self._read_coach(src)
+
+    # -- context files ----------------------------------------------------------------
+    def _read_connections(self, src: Source, people: _People) -> None:
+        people.has_connections = True
+        for _, row in _table(src, self.report, is_connections_header, self.limits):
+            if isinstance(row, str):
+                continue
+            name = f"{row.get('first name', '')} {row.get('last name', '')}".strip()
+            url = row.get("url", "")
+            if not name and not url:
+                continue  # a hidden profile: only a date
+            with contextlib.suppress(ValueError):
+                when = parse_export_time(row.get("connected on"), "Connected On")
+                if when is not None:
+                    people.add_connection(name, url, when)
+
+    def _scan_invitations(self, src: Source, people: _People, owner: Counter[tuple[str, str]]) -> None:
+        for _, row in _table(src, self.report, _is_invitations_header, self.limits):
+            if isinstance(row, str):
+                continue
+            direction = row.get("direction", "").upper()
+            if direction == "OUTGOING":
+                me_name, me_url = row.get("from", ""), row.get("inviterprofileurl", "")
+                other_name, other_url = row.get("to", ""), row.get("inviteeprofileurl", "")
+            elif direction == "INCOMING":
+                me_name, me_url = row.get("to", ""), row.get("inviteeprofileurl", "")
+                other_name, other_url = row.get("from", ""), row.get("inviterprofileurl", "")
+            else:
+                continue
+            if _name_key(me_name):
+                owner[("name", me_name.strip())] += 1
+            if me_url:
+                owner[("url", normalise_url(me_url))] += 1
+            with contextlib.suppress(ValueError):
+                when = parse_export_time(row.get("sent at"), "Sent At")
+                if when is not None:
+                    people.add_invitation(other_name, other_url, when)
+
+    def _scan_messages(self, src: Source, evidence: _OwnerEvidence) -> None:
+        previous = None
+        for _, row in _table(src, self.report, _is_messages_header, self.limits):
+            if isinstance(row, str):
+                continue
+            key = _conversation_key(row)
+            if previous is not None and key != previous:
+                evidence.end_conversation()
+            previous = key
+            evidence.add_row(row)
+        evidence.end_conversation()
+
+    def _owner(self, evidence: _OwnerEvidence, invite_owner: Counter[tuple[str, str]]) -> Owner | None:
+        owner: Owner | None
+        if self.me:
+            owner = Owner.from_me(self.me)
+        elif invite_owner:
+            names = [v for (k, v), _ in invite_owner.most_common() if k == "name"]
+            urls = {v for (k, v) in invite_owner if k == "url"}
+            top = names[0] if names else next(iter(urls))
+            owner = Owner({_name_key(top)} if names else set(), urls, top, "inferred from Invitations.csv")
+        else:
+            owner = evidence.owner()
+        if owner is None:
+            self.report.notes.append("the account owner could not be inferred: every message counts as received (pass --me)")
+            return None
+        evidence.aliases_for(owner)
+        self.report.owner, self.report.owner_how = owner.display, owner.how
+        return owner
+
+    # -- scored files -----------------------------------------------------------------
+    def _read_messages(self, src: Source, owner: Owner | None, people: _People) -> Iterator[Record]:
+        block: list[tuple[int, dict[str, str]]] = []
+        previous = None
+        for line, row in _table(src, self.report, _is_messages_header, self.limits):
+            if isinstance(row, str):
+                yield Record(src.name, line, {"file": src.name, "line": line, "kind": "message"}, error=row)
+                continue
+            key = _conversation_key(row)
+            if block and key != previous:
+                yield from self._conversation(src.name, block, owner, people)
+                block = []
+            previous = key
+            block.append((line, row))
+            if len(block) > self.limits.conversation_rows:
+                where = f"{src.name}: the conversation ending on line {line}"
+                raise LimitExceeded(where, "TRIAGE_MAX_CONVERSATION_ROWS", self.limits.conversation_rows)
+        if block:
+            yield from self._conversation(src.name, block, owner, people)
+
+    def _conversation(
+        self, name: str, block: list[tuple[int, dict[str, str]]], owner: Owner | None, people: _People
+    ) -> Iterator[Record]:
+        """Records of one conversation in file order, with thread context from its chronology."""
+        out: dict[int, Record] = {}
+        timeline: list[tuple[datetime, int, int, dict[str, str], bool]] = []  # (time, -position, line, row, own)
+        for position, (line, row) in enumerate(block):
+            ids = {
+                "file": name,
+                "line": line,
+                "kind": "message",
+                "conversation_id": row.get("conversation id") or None,
+                "sender_name": _decoded(row.get("from")),
+                "sender_profile_url": row.get("sender profile url") or None,
+                "sent_at": row.get("date") or None,
+            }
+            if _yes(row.get("is message draft")) or _yes(row.get("is conversation draft")):
+                out[line] = Record(name, line, ids, skipped=DRAFT)
+                continue
+            try:
+                when = parse_export_time(row.get("date"), "DATE")
+            except ValueError as exc:
+                out[line] = Record(name, line, ids, error=str(exc))
+                continue
+            if when is not None:
+                ids["sent_at"] = when.isoformat()
+            own = _is_own(row, owner)
+            if own:
+                out[line] = Record(name, line, ids, skipped=OWN_MESSAGE)
+            elif not (row.get("content") or "").strip():
+                out[line] = Record(name, line, ids, skipped=EMPTY_MESSAGE)
+            else:
+                out[line] = Record(name, line, ids)
+            stamp = when or datetime.min.replace(tzinfo=UTC)
+            timeline.append((stamp, -position, line, row, own))
+        timeline.sort(key=lambda t: (t[0], t[1]))
+        last_own = max((i for i, t in enumerate(timeline) if t[4]), default=-1)
+        history: list[tuple[str, ThreadMessage]] = []  # (sender key or "", message) so far, oldest first
+        for position, (when, _, line, row, own) in enumerate(timeline):
+            message = ThreadMessage("outbound" if own else "inbound", _message_text(row.get("content")), when)
+            sender = "" if own else (normalise_url(row.get("sender profile url")) or "name:" + _name_key(row.get("from")))
+            record = out[line]
+            if not own and record.skipped is None:
+                thread = [m for key, m in history if key in ("", sender)]
+                try:
+                    record.item = self._message_item(row, owner, people, when, thread, owner_replied_after=position < last_own)
+                except ValueError as exc:
+                    record.error = str(exc)
+            history.append((sender, message))
+        for line in sorted(out):
+            yield out[line]
+
+    @staticmethod
+    def _message_item(
+        row: Mapping[str, str],
+        owner: Owner | None,
+        people: _People,
+        when: datetime,
+        thread: list[ThreadMessage],
+        owner_replied_after: bool | None,
+    ) -> Item:
+        sender_name = _decoded(row.get("from"))
+        url = row.get("sender profile url", "")
+        recipient = owner.display if owner and owner.names and not _is_url(owner.display) else _decoded(row.get("to"))
+        sent_at = when if when.year > 1 else None
+        return build_item(
+            _message_text(row.get("content")),
+            kind="message",
+            sender={"name": sender_name, "profile_url": url or None},
+            recipient_name=recipient,
+            sent_at=sent_at,
+            connected_at=people.connected_at(sender_name or "", url) if sent_at else None,
+            thread=thread,
+            is_connection=people.is_connection(sender_name or "", url),
+            owner_replied_after=owner_replied_after if owner is not None else None,
+        )
+
+    def _read_invitations(self, src: Source) -> Iterator[Record]:
+        for line, row in _table(src, self.report, _is_invitations_header, self.limits):
+            if isinstance(row, str):
+                yield Record(src.name, line, {"file": src.name, "line": line, "kind": "invite"}, error=row)
+                continue
+            ids = {
+                "file": src.name,
+                "line": line,
+                "kind": "invite",
+                "sender_name": _decoded(row.get("from")),
+                "sender_profile_url": row.get("inviterprofileurl") or None,
+                "sent_at": row.get("sent at") or None,
+            }
+            direction = row.get("direction", "").upper()
+            if direction == "OUTGOING":
+                yield Record(src.name, line, ids, skipped=OUTGOING_INVITATION)
+                continue
+            if direction != "INCOMING":
+                yield Record(src.name, line, ids, error=f"Direction: expected INCOMING or OUTGOING, got {direction!r}")
+                continue
+            try:
+                when = parse_export_time(row.get("sent at"), "Sent At")
+                if when is not None:
+                    ids["sent_at"] = when.isoformat()
+                note = _message_text(row.get("message"))
+                if not note.strip():
+                    yield Record(src.name, line, ids, skipped=NO_NOTE)
+                    continue
+                item = build_item(
+                    note,
+                    kind="invite",
+                    sender={"name": _decoded(row.get("from")), "profile_url": row.get("inviterprofileurl") or None},
+                    recipient_name=_decoded(row.get("to")),
+                    sent_at=when,
+                    is_connection=False,
+                )
+            except ValueError as exc:
+                yield Record(src.name, line, ids, error=str(exc))
+                continue
+            yield Record(src.name, line, ids, item=item)
+
+    def _read_coach(self, src: Source) -> Iterator[Record]:
+        for line, row in _table(src, self.report, _is_messages_header, self.limits):
+            ids = {"file": src.name, "line": line, "kind": "message"}
+            if not isinstance(row, str):
+                ids.update(conversation_id=row.get("conversation id") or None, sender_name=_decoded(row.get("from")))
+            yield Record(src.name, line, ids, skipped=COACH_FILE)
+
+
+def _yes(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"yes", "true", "1"}
+
+
+def _conversation_key(row: Mapping[str, str]) -> tuple[str, ...]:
+    cid = (row.get("conversation id") or "").strip()
+    if cid:
+        return ("id", cid)
+    pair = sorted({_name_key(row.get("from")), _name_key(row.get("to"))})
+    return ("people", _name_key(row.get("conversation title")), *pair)
+
+
+def _is_own(row: Mapping[str, str], owner: Owner | None) -> bool:
+    direction = (row.get("direction") or "").strip().upper()
+    if direction in ("OUTGOING", "SENT"):
+        return True
+    if direction == "INCOMING":
+        return False
+    if (row.get("folder") or "").strip().upper() == "SENT":
+        return True
+    return owner is not None and owner.matches(row.get("from"), row.get("sender profile url"))
+
+
+def read_linkedin_export(
+    inputs: str | Path | IO[bytes] | Source | Iterable[str | Path | IO[bytes] | Source],
+    me: str | None = None,
+    report: ReadReport | None = None,
+    limits: Limits | None = None,
+) -> Iterator[Record]:
+    """Records of inbound messages and invitations from a LinkedIn export (folder, zip or its CSV files).
+
+    The owner's own messages, drafts, outgoing invitations and AI-coach files are yielded
+    as skipped records. `me` (a name or a profile URL) overrides the inferred owner.
+    """
+    if isinstance(inputs, (str, Path)) or hasattr(inputs, "read"):
+        inputs = [inputs]  # type: ignore[list-item]
+    if isinstance(inputs, Source):
+        inputs = [inputs]
+    return _Export(inputs, me, report if report is not None else ReadReport(), limits or Limits()).records()  # type: ignore[arg-type]
