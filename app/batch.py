@@ -129,6 +129,9 @@ class BatchResult:
     notes: list[str] = field(default_factory=list)
     verdicts: Counter[str] = field(default_factory=Counter)
     review: int = 0
+    first_sent_at: str = ""
+    last_sent_at: str = ""
+    top_reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     sponsored: Counter[str] = field(default_factory=Counter)
     top_senders: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -238,6 +241,8 @@ def score_file(
     max_inflight = 2 * jobs
     verdict_at = len(columns) - len(SCORE_COLUMNS)
     review_at = verdict_at + SCORE_COLUMNS.index("needs_review")
+    reason_at = verdict_at + SCORE_COLUMNS.index("reason_1")
+    reasons: dict[str, Counter[str]] = {lab: Counter() for lab in LABELS}
 
     def fail(rec: Record, reason: str) -> None:
         result.failed += 1
@@ -255,6 +260,14 @@ def score_file(
             result.scored += 1
             result.verdicts[label] += 1
             result.review += bool(row[review_at])
+            if summary:
+                when = str(rec.ids.get("sent_at") or "")
+                if when:
+                    result.first_sent_at = min(result.first_sent_at or when, when)
+                    result.last_sent_at = max(result.last_sent_at, when)
+                for cell in row[reason_at : reason_at + 3]:
+                    if cell:
+                        reasons[label][str(cell).rsplit(" (", 1)[0]] += 1
             if summary and label in senders and (who := _sender_label(rec.ids)):
                 if (rec.ids.get("sender_name") or "").strip().lower() in ANONYMOUS:
                     result.sponsored[label] += 1
@@ -314,6 +327,7 @@ def score_file(
     result.owner, result.owner_how, result.notes = report.owner, report.owner_how, list(report.notes)
     if summary:
         result.top_senders = {label: c.most_common(top_n) for label, c in senders.items()}
+        result.top_reasons = {label: c.most_common(5) for label, c in reasons.items()}
     result.seconds = time.perf_counter() - started
     return result
 
@@ -356,6 +370,12 @@ def format_summary(result: BatchResult) -> list[str]:
     total = sum(result.verdicts.values()) or 1
     lines = ["verdicts: " + ", ".join(f"{lab} {result.verdicts[lab]} ({result.verdicts[lab] / total:.0%})" for lab in LABELS)]
     lines.append(f"sent to review: {result.review} ({result.review / total:.0%})")
+    if result.first_sent_at:
+        lines.append(f"dates: {result.first_sent_at[:10]} to {result.last_sent_at[:10]}")
+    for label in LABELS:
+        top = result.top_reasons.get(label) or []
+        if top:
+            lines.append(f"top reasons for {label}: " + "; ".join(f"{why} ({n})" for why, n in top))
     for label, title in (("sales_pitch", "most sales pitches"), ("spam", "most spam")):
         top = result.top_senders.get(label) or []
         lines.append(f"senders with the {title}:" + ("" if top else " none"))
@@ -366,3 +386,36 @@ def format_summary(result: BatchResult) -> list[str]:
             + ", ".join(f"{lab} {n}" for lab, n in result.sponsored.most_common())
         )
     return lines
+
+
+def rollup_path(output: Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".conversations.csv")
+
+
+def write_rollup(output: Path, model_dir: str | Path | None = None) -> Path:
+    """One verdict per conversation (or sender) of a scored file, beside it as OUTPUT.conversations.csv."""
+    import csv
+    import json
+
+    from app.artifact import load_model
+    from app.rollup import ROLLUP_COLUMNS, roll_up
+    from app.settings import get_settings
+
+    output = Path(output)
+    with open(output, encoding="utf-8", newline="") as fh:
+        if output_kind(output) == "jsonl":
+            rows = [json.loads(line) for line in fh if line.strip()]
+        else:
+            rows = list(csv.DictReader(fh))
+    thresholds = load_model(Path(model_dir) if model_dir else get_settings().model_dir).thresholds
+    path = rollup_path(output)
+    writer = RowWriter(path, ROLLUP_COLUMNS)
+    try:
+        for conversation in roll_up(rows, thresholds):
+            writer.write(conversation.cells())
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return path

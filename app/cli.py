@@ -152,7 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from app.batch import format_counts, format_summary, score_file
+    from app.batch import format_counts, format_summary, score_file, write_rollup
 
     result = score_file(
         args.inputs,
@@ -164,12 +164,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=False if args.quiet else None,
         summary=args.summary,
+        n_reasons=args.reasons,
     )
     for line in format_counts(result):
         print(line)
     if args.summary:
         for line in format_summary(result):
             print(line)
+    if args.by == "conversation" and result.scored:
+        path = write_rollup(Path(args.output), model_dir=args.model)
+        print(f"wrote one verdict per conversation to {path}")
+    if args.report and result.scored:
+        from app.report import write_report
+
+        write_report(Path(args.output), Path(args.report))
+        print(f"wrote the report {args.report}")
     if not args.quiet:
         rate = result.read / result.seconds if result.seconds else 0.0
         print(f"wrote {result.output} in {result.seconds:.1f} s ({rate:,.0f} rows/s, {result.jobs} jobs)")
@@ -179,6 +188,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     if result.scored == 0:
         print("triage: error: nothing could be scored", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.report import write_report
+
+    n = write_report(Path(args.scored), Path(args.output))
+    print(f"wrote {args.output} ({n} scored items)")
     return 0
 
 
@@ -290,8 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model store or version folder (default: TRIAGE_MODEL_DIR)")
     p.add_argument("--lists", help="allow/deny lists file (default: TRIAGE_LISTS_FILE)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the counts")
-    p.add_argument("--summary", action="store_true", help="print counts per verdict and the top pitch and spam senders")
+    p.add_argument(
+        "--summary", action="store_true", help="print counts per verdict and review, the date range, top reasons and senders"
+    )
+    p.add_argument("--by", choices=("conversation",), help="also write one verdict per conversation to OUTPUT.conversations.csv")
+    p.add_argument("--report", metavar="HTML", help="also write an HTML report of the scored rows")
+    p.add_argument("--reasons", type=int, default=3, choices=range(0, 4), help="reasons per row, 0-3 (default 3)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="an HTML report of a scored CSV: verdicts over time, senders, review queue, replies")
+    p.add_argument("scored", help="a CSV written by `triage score`")
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("retrain", help="add labelled examples, train a candidate, gate it and promote it")
     p.add_argument("--add", nargs="*", default=[], metavar="FILE", help="labelled CSV or JSONL files (a label column)")

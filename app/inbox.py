@@ -58,7 +58,17 @@ __all__ = [
 ]
 
 FORMATS = ("auto", "csv", "jsonl", "linkedin")
-ID_COLUMNS = ("file", "line", "id", "kind", "conversation_id", "sender_name", "sender_profile_url", "sent_at")
+ID_COLUMNS = (
+    "file",
+    "line",
+    "id",
+    "kind",
+    "conversation_id",
+    "sender_name",
+    "sender_profile_url",
+    "sent_at",
+    "owner_replied_after",
+)
 PLAIN_COLUMNS = (
     "text",
     "id",
@@ -77,7 +87,16 @@ PLAIN_COLUMNS = (
     *CONTEXT_FIELDS,
 )
 PLAIN_ID_COLUMNS = ("file", "line", "id", "kind", "sender_name", "sender_profile_url", "sent_at")
-LINKEDIN_ID_COLUMNS = ("file", "line", "kind", "conversation_id", "sender_name", "sender_profile_url", "sent_at")
+LINKEDIN_ID_COLUMNS = (
+    "file",
+    "line",
+    "kind",
+    "conversation_id",
+    "sender_name",
+    "sender_profile_url",
+    "sent_at",
+    "owner_replied_after",
+)
 
 
 def _looks_linkedin(header: list[str]) -> bool:

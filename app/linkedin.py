@@ -493,7 +493,9 @@ class _Export:
             if not own and record.skipped is None:
                 thread = [m for key, m in history if key in ("", sender)]
                 try:
-                    record.item = self._message_item(row, owner, people, when, thread, owner_replied_after=position < last_own)
+                    replied = position < last_own if owner is not None else None
+                    record.item = self._message_item(row, owner, people, when, thread, owner_replied_after=replied)
+                    record.ids["owner_replied_after"] = replied
                 except ValueError as exc:
                     record.error = str(exc)
             history.append((sender, message))
@@ -522,7 +524,7 @@ class _Export:
             connected_at=people.connected_at(sender_name or "", url) if sent_at else None,
             thread=thread,
             is_connection=people.is_connection(sender_name or "", url),
-            owner_replied_after=owner_replied_after if owner is not None else None,
+            owner_replied_after=owner_replied_after,
         )
 
     def _read_invitations(self, src: Source) -> Iterator[Record]:

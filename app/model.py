@@ -8,9 +8,11 @@ value * weight over the item's features, and the scores are the softmax of the t
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +137,19 @@ def describe(feature: str) -> str:
     return feature
 
 
+@cache
+def stopwords() -> frozenset[str]:
+    """Function words of the languages the lexicons cover (app/rules/stopwords.toml)."""
+    path = Path(__file__).with_name("rules") / "stopwords.toml"
+    return frozenset(w.lower() for w in tomllib.loads(path.read_text(encoding="utf-8"))["words"])
+
+
+def is_content(word: str) -> bool:
+    """A word a reader can check: letters or digits, not a function word."""
+    core = word.strip(".,;:!?¡¿()[]{}\"'`*_-").lower().replace("’", "").replace("'", "")
+    return bool(core) and any(ch.isalnum() for ch in core) and core not in stopwords()
+
+
 def summarise(label: str, confidence: float, review: bool, reasons: Sequence[Reason]) -> str:
     head = f"Looks like {LABEL_TEXT[label]} ({confidence:.0%})"
     if review:
@@ -211,6 +226,8 @@ class TriageModel:
         words = word_evidence(prepared, self.union, row, weights, self.offsets, self._char_cache)
         candidates += _phrases(prepared, words)
         thread_total, thread_words = 0.0, []
+        style_total, style_names = 0.0, []
+        signals = registry().signals
         names = self.feature_names
         for j, value, block in zip(row.indices.tolist(), row.data.tolist(), self.blocks_of(row.indices), strict=True):
             if block in ("word", "char"):
@@ -218,17 +235,25 @@ class TriageModel:
             contribution = value * weights[j]
             if block in ("signal", "context") and contribution > 0:
                 name = split_name(str(names[j]))[1]
+                if name in signals and signals[name].style:
+                    style_total += contribution
+                    style_names.append(name)
+                    continue
                 spans = tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, name)) if block == "signal" else ()
                 candidates.append(Reason(str(names[j]), float(contribution), describe(str(names[j])), spans))
             elif block == "thread":
                 thread_total += contribution
-                if contribution > 0:
-                    thread_words.append((contribution, split_name(str(names[j]))[1]))
+                word = split_name(str(names[j]))[1]
+                if contribution > 0 and is_content(word):
+                    thread_words.append((contribution, word))
         if thread_total > 0 and thread_words:
             top = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
             candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({top})"))
-        candidates.sort(key=lambda r: -r.contribution)
-        return tuple(r for r in candidates[:n] if r.contribution > 0)
+        candidates = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
+        if len(candidates) < n and style_total > 0:  # length and the like: last, and only when nothing better is left
+            what = "written like a short reply" if "short_text" in style_names else "a long, letter-like message"
+            candidates.append(Reason("style", float(style_total), f"the writing style: {what}"))
+        return tuple(candidates)
 
     def verdicts(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
         """Verdict, scores, review flag, reasons and summary for every item, computed as one matrix."""
@@ -296,6 +321,12 @@ def _phrases(prepared: Prepared, words: list[WordEvidence]) -> list[Reason]:
     text = prepared.item.text
     out = []
     for run in runs:
+        while run and not is_content(prepared.norm[run[0].start : run[0].end]):
+            run = run[1:]
+        while run and not is_content(prepared.norm[run[-1].start : run[-1].end]):
+            run = run[:-1]
+        if not run:
+            continue  # function words alone are no reason a reader can use
         start, end = prepared.starts[run[0].start], prepared.ends[run[-1].end - 1]
         shown = " ".join(text[start:end].split())
         if not shown:

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     )
     lists_file: Path | None = Field(None, description="allow/deny lists (JSON), applied before the model")
     api_token: str | None = Field(None, description="when set, every endpoint but /healthz and /readyz needs it")
+    session_secret: str | None = Field(None, description="signs the page's session cookie; random per process when unset")
     max_text_chars: int = Field(20_000, ge=1, description="longest text scored, per item or row")
     max_batch_items: int = Field(1_000, ge=1, description="items per /v1/score/batch request")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1, description="largest JSON request body")

@@ -45,6 +45,7 @@ class Signal:
     any: tuple[str, ...] = ()
     none: tuple[str, ...] = ()
     emit: bool = True
+    style: bool = False
     fires: tuple[Any, ...] = ()
     quiet: tuple[Any, ...] = ()
 

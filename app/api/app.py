@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 
 from app.api import feedback, model, ops, scoring
 from app.api.deps import require_token
@@ -17,6 +22,15 @@ from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.service import TriageService
 from app.settings import Settings
 from app.telemetry import Metrics
+from app.web import routes as web
+
+# Pages served here may load only from here: ReDoc's bundle would otherwise fetch its logo from a CDN.
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline' blob:; worker-src 'self' blob:; font-src 'self' data:; connect-src 'self'"
+)
+DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")  # Swagger UI and ReDoc, shipped by a package: no CDN
+PAGE_ASSETS = Path(web.__file__).with_name("static")
 
 API_VERSION = "1"
 ROUTE_PATHS = (
@@ -74,9 +88,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_paths=frozenset({"/v1/score/csv"}),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=frozenset(ROUTE_PATHS))
+    # The page keeps the API token in a signed session cookie; a fresh secret per process unless one is set.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret or secrets.token_urlsafe(32),
+        session_cookie="triage_session",
+        same_site="strict",
+        https_only=False,
+    )
     install_error_handlers(app)
-    for router in (scoring.router, feedback.router, model.router, ops.router):
+    for router in (scoring.router, feedback.router, model.router, ops.router, web.router):
         app.include_router(router)
+    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    app.mount("/static", StaticFiles(directory=PAGE_ASSETS), name="page-assets")
 
     guarded = [Depends(require_token)]
 
@@ -86,7 +110,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=guarded)
     async def swagger_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="inbound-triage")
+        return _own_assets_only(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="inbound-triage",
+                swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                swagger_css_url="/static/docs/swagger-ui.css",
+                swagger_favicon_url="/static/docs/favicon.png",
+            )
+        )
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guarded)
+    async def redoc_docs() -> HTMLResponse:
+        return _own_assets_only(
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title="inbound-triage",
+                redoc_js_url="/static/docs/redoc.standalone.js",
+                redoc_favicon_url="/static/docs/favicon.png",
+                with_google_fonts=False,
+            )
+        )
 
     if settings.bench:
         constant = b'{"ok":true}'
@@ -96,3 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return Response(constant, media_type="application/json")
 
     return app
+
+
+def _own_assets_only(response: HTMLResponse) -> HTMLResponse:
+    response.headers["Content-Security-Policy"] = CSP
+    return response
