@@ -23,7 +23,7 @@ from typing import IO, Any
 from app.inbox import Inbox, Record, read_items
 from app.items import Item
 from app.model import LABELS
-from app.output import ERROR_COLUMNS, SCORE_COLUMNS, RowWriter, errors_path, output_kind, score_cells
+from app.output import ERROR_COLUMNS, SCORE_COLUMNS, RowWriter, errors_path, output_kind, row_writer, score_cells
 from app.scoring import Scorer
 
 ANONYMOUS = frozenset({"linkedin member", "linkedin"})
@@ -196,20 +196,24 @@ def score_file(
     top_n: int = 10,
     n_reasons: int = 3,
     progress_file: IO[str] | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> BatchResult:
     """Score every input row and write OUTPUT (.csv or .jsonl) plus OUTPUT.errors.csv.
 
     `jobs`: worker processes (None: TRIAGE_BATCH_JOBS, 0 there: all cores); 1 scores in this
-    process. `progress` None shows a bar only when stderr is a terminal. Raises ValueError /
-    FileNotFoundError / ModelError before writing anything when an input or the model cannot
-    be used.
+    process. `engine="dask"` scores the chunks on a Dask cluster instead (`app/dask_engine.py`):
+    the user's at `scheduler`, or a local one with `jobs` workers. `progress` None shows a bar
+    only when stderr is a terminal. Raises ValueError / FileNotFoundError / ModelError before
+    writing anything when an input or the model cannot be used.
     """
     from app.settings import get_settings
 
     settings = get_settings()
     started = time.perf_counter()
+    if output_kind(output) == "parquet":
+        Path(output).mkdir(parents=True, exist_ok=True)  # a folder of parts: it exists from now on, so it reads as one
     output = Path(output)
-    output_kind(output)
     jobs = settings.batch_jobs if jobs is None else jobs
     jobs = default_jobs() if jobs <= 0 else jobs
     chunk_size = max(chunk_size or settings.batch_chunk_rows, 1)
@@ -222,8 +226,18 @@ def score_file(
     columns, extra_map = output_columns(inbox)
     id_cols = list(inbox.id_columns)
 
-    pool: ProcessPoolExecutor | None = None
-    if jobs == 1 or (scorer is not None and jobs == 1):
+    pool: Any = None
+    if engine not in ("local", "dask"):
+        raise ValueError(f"engine must be local or dask, got {engine!r}")
+    if engine == "dask":
+        from app.dask_engine import DaskPool
+
+        expected = (scorer or load_scorer(model_dir, lists_file)).version
+        store = Path(model_dir) if model_dir else settings.model_dir
+        lists = Path(lists_file) if lists_file else settings.lists_file
+        pool = DaskPool(scheduler, jobs, store, lists, n_reasons, expected)
+        scorer = None
+    elif jobs == 1:
         scorer = scorer or load_scorer(model_dir, lists_file)
     else:
         if scorer is None:
@@ -231,14 +245,14 @@ def score_file(
         initargs = (scorer, str(model_dir) if model_dir else None, str(lists_file) if lists_file else None, n_reasons)
         pool = _pool(jobs, initargs)
 
-    result = BatchResult(output=output, jobs=jobs)
-    writer = RowWriter(output, columns)
+    result = BatchResult(output=output, jobs=pool.workers if engine == "dask" else jobs)
+    writer = row_writer(output, columns)
     errors = RowWriter(errors_path(output), ERROR_COLUMNS)
     senders: dict[str, Counter[str]] = {"sales_pitch": Counter(), "spam": Counter()}
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, progress_file or sys.stderr)
     inflight: deque[tuple[list[Record], Future[list[list[Any] | str]] | _Done]] = deque()
-    max_inflight = 2 * jobs
+    max_inflight = 2 * (pool.workers if engine == "dask" else jobs)
     verdict_at = len(columns) - len(SCORE_COLUMNS)
     review_at = verdict_at + SCORE_COLUMNS.index("needs_review")
     reason_at = verdict_at + SCORE_COLUMNS.index("reason_1")

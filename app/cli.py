@@ -56,6 +56,59 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relabel_tasks(args: argparse.Namespace) -> int:
+    from app.corpus import inboxes_dir
+    from app.relabel import make_tasks
+    from app.simulated import iter_sources, load_source
+
+    data_dir = Path(args.data) if args.data else _settings().data_dir
+    root = inboxes_dir(data_dir)
+    sources = [load_source(p) for p in iter_sources([root / "src"])]
+    if args.only:
+        sources = [s for s in sources if s.hand in args.only]
+    tasks = make_tasks(sources, args.share, args.hands, seed=args.seed)
+    folder = root / "relabel" / "tasks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for hand, rows in tasks.items():
+        path = folder / f"{hand}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"{path}: {len(rows)} items")
+    return 0
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from app.corpus import inboxes_dir
+    from app.relabel import agreement, labelled_items, read_answers
+    from app.simulated import iter_sources, load_source
+
+    settings = _settings()
+    data_dir = Path(args.data) if args.data else settings.data_dir
+    root = inboxes_dir(data_dir)
+    authored = {}
+    for path in iter_sources([root / "src"]):
+        for item in labelled_items(load_source(path)):
+            authored[item.id] = item.label
+    answer_files = sorted((root / "relabel" / "answers").glob("*.jsonl"))
+    answers = read_answers(answer_files)
+    report = agreement(authored, answers)
+    report.update(hands=len(answer_files), share_of_items=round(report["n"] / max(len(authored), 1), 4))
+    settled = root / "relabel" / "settled.json"
+    if settled.is_file():
+        decisions = json.loads(settled.read_text(encoding="utf-8"))
+        report["settled"] = {
+            "kept": sum(d["final"] == d["author"] for d in decisions),
+            "changed": sum(d["final"] != d["author"] for d in decisions),
+        }
+    out = Path(args.report) if args.report else settings.reports_dir / "labeller_agreement.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"{report['n']} items relabelled ({report['share_of_items']:.1%}), agreement {report['observed_agreement']:.1%}, "
+        f"Cohen's kappa {report['cohen_kappa']:.3f}, {len(report['disagreements'])} disagreements; wrote {out}"
+    )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from app.metrics import format_report
     from app.train import train_and_save
@@ -73,6 +126,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"temperature {m['temperature']:.3f}; thresholds review {m['thresholds']['review']:.2f}, "
         f"spam {m['thresholds']['spam']:.2f}; {m['n_features']} features"
     )
+    training_report = settings.reports_dir / "training.json"
+    training_report.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model_version": m["version"], "seconds": round(elapsed, 1), "params": m["params"], **result.reports}
+    training_report.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {training_report}")
     print(f"saved {m['version']} to {result.extra['path']} in {elapsed:.1f} s")
     return 0
 
@@ -165,6 +223,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         summary=args.summary,
         n_reasons=args.reasons,
+        engine=args.engine,
+        scheduler=args.scheduler,
     )
     for line in format_counts(result):
         print(line)
@@ -272,6 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     q = corpus_sub.add_parser("stats", help="the rendered inboxes' shape beside the real figures of FIELD_NOTES.md")
     q.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
     q.set_defaults(func=cmd_corpus_stats)
+    q = corpus_sub.add_parser("relabel-tasks", help="sample items for a blind second labeller, split over hands")
+    q.add_argument("--share", type=float, default=0.16, help="share of each inbox's items (default 0.16)")
+    q.add_argument("--hands", nargs="+", required=True, help="the relabelling hands' ids (one task file each)")
+    q.add_argument("--only", nargs="*", help="only these authoring hands")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--data")
+    q.set_defaults(func=cmd_relabel_tasks)
+    q = corpus_sub.add_parser("agreement", help="Cohen's kappa of the second labellers; writes reports/labeller_agreement.json")
+    q.add_argument("--data")
+    q.add_argument("--report")
+    q.set_defaults(func=cmd_agreement)
 
     p = sub.add_parser("predict", help="score one text and print the verdict with its reasons")
     p.add_argument("text")
@@ -298,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="CSV, JSONL, LinkedIn messages/Invitations CSV, export folder or .zip"
     )
-    p.add_argument("-o", "--output", required=True, help="output file: .csv or .jsonl (errors go to OUTPUT.errors.csv)")
+    p.add_argument(
+        "-o", "--output", required=True, help="output: .csv, .jsonl, or DIR/ for Parquet parts (errors go to OUTPUT.errors.csv)"
+    )
     p.add_argument(
         "--format", choices=("auto", "csv", "jsonl", "linkedin"), default="auto", help="input format (default: by content)"
     )
@@ -313,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=("conversation",), help="also write one verdict per conversation to OUTPUT.conversations.csv")
     p.add_argument("--report", metavar="HTML", help="also write an HTML report of the scored rows")
     p.add_argument("--reasons", type=int, default=3, choices=range(0, 4), help="reasons per row, 0-3 (default 3)")
+    p.add_argument(
+        "--engine", choices=("local", "dask"), default="local", help='where to score: this machine, or a Dask cluster (".[dask]")'
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786); default: a local cluster")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("report", help="an HTML report of a scored CSV: verdicts over time, senders, review queue, replies")

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -81,13 +82,16 @@ def csv_line(values: Iterable[Any]) -> str:
     return buf.getvalue()
 
 
-def output_kind(path: Path) -> str:
+def output_kind(path: Path | str) -> str:
+    """'csv', 'jsonl', or 'parquet' for a folder (a path ending in '/', or an existing folder)."""
+    if str(path).endswith(("/", "\\")) or Path(path).is_dir():
+        return "parquet"
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return "csv"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise ValueError(f"the output must end in .csv or .jsonl, got {Path(path).name!r}")
+    raise ValueError(f"the output must end in .csv or .jsonl, or be a folder (DIR/) for Parquet, got {Path(path).name!r}")
 
 
 class RowWriter:
@@ -127,6 +131,53 @@ class RowWriter:
         Path(self.tmp).unlink(missing_ok=True)
 
 
+class ParquetWriter(RowWriter):
+    """Rows to a folder of Parquet parts (part-00000.parquet, ...), written in a temporary folder and renamed."""
+
+    PART_ROWS = 100_000
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = Path(path)
+        self.columns = list(columns)
+        self.jsonl = True  # booleans and numbers stay typed, as in JSONL
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.rows = 0
+        self.buffer: list[Sequence[Any]] = []
+        self.parts = 0
+
+    def write(self, values: Sequence[Any]) -> None:
+        self.buffer.append(values)
+        self.rows += 1
+        if len(self.buffer) >= self.PART_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pandas as pd
+
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(self.buffer, columns=self.columns)
+        frame.to_parquet(self.tmp / f"part-{self.parts:05d}.parquet", index=False)
+        self.parts += 1
+        self.buffer = []
+
+    def commit(self) -> None:
+        if self.buffer or not self.parts:
+            self._flush()
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def row_writer(path: Path, columns: Sequence[str]) -> RowWriter:
+    """The writer for an output path: CSV, JSONL, or a folder of Parquet parts."""
+    return ParquetWriter(path, columns) if output_kind(path) == "parquet" else RowWriter(path, columns)
+
+
 def errors_path(output: Path) -> Path:
     output = Path(output)
+    if output_kind(output) == "parquet":
+        return output.with_name(output.name.rstrip("/") + ".errors.csv")
     return output.with_name(output.name + ".errors.csv")

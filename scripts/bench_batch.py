@@ -1,20 +1,17 @@
-"""Benchmark `triage score` against a plain scikit-learn pipeline on the same rows.
+"""Benchmark `triage score` against a plain scikit-learn pipeline, like for like, in one run.
 
-In one run:
-1. makes an inbox CSV of --rows rows from the texts of data/test.csv (or data/corpus.csv),
-   varied (greetings, names, sign-offs, reference numbers) so rows are not copies;
-2. scores it with `triage score` in a subprocess (default --jobs: all cores), measuring
-   wall time and the peak summed RSS of the scoring process tree (psutil, sampled);
-3. trains a plain pipeline on data/corpus.csv (TfidfVectorizer word 1-2 and char_wb 2-5
-   in a FeatureUnion, LogisticRegression) and times `predict_proba` over the same CSV in
-   chunks, in this one process;
-4. times the three ways of scoring a chunk in one process (score_item per item, the
-   featurizer's transform + vectorised reasons, the fast vectorised path) on a sample;
-5. prints rows/s for both, their ratio and peak memory, and writes them to
-   docs/benchmarks.md under "## Batch scoring" (other headings are kept).
+1. Makes an inbox CSV of --rows rows from the texts of the training inboxes; every row gets a
+   distinct reference, so no text repeats (a cache of whole texts would gain nothing).
+2. Plain baseline, in one process: TfidfVectorizer word 1-2 + char_wb 3-5 in a FeatureUnion and
+   a LogisticRegression, trained on the same inbox texts (not timed), then timed end to end on the
+   CSV: read it with pandas, `predict_proba` in chunks of 1,000, write the probabilities as CSV.
+3. `triage score INBOX -o OUT --jobs 1` (one process, reasons included), wall time end to end,
+   and the same with `--reasons 0` and with `--jobs 2`, each in a subprocess; peak RSS of the
+   process tree is sampled (psutil).
+4. Prints the table and writes it to docs/benchmarks.md under "## Batch scoring".
 
-    python scripts/bench_batch.py                      # 200,000 rows
-    python scripts/bench_batch.py --rows 1000000 --skip-plain   # the memory check
+    python scripts/bench_batch.py                 # 60,000 rows
+    python scripts/bench_batch.py --rows 1000000 --only-memory   # the memory check
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import csv
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,46 +32,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GREETINGS = ("Hi", "Hello", "Hey", "Dear", "Good morning")
-FIRST = ("Dana", "Sam", "Priya", "Olu", "Maria", "Chen", "Lukas", "Aisha", "Tom", "Yuki", "Carlos", "Fatima")
-LAST = ("Reyes", "Patel", "Nair", "Ade", "Lopez", "Wei", "Becker", "Khan", "Baker", "Sato", "Silva", "Haddad")
-SIGNOFFS = ("Best,", "Thanks,", "Cheers,", "Regards,", "All the best,")
-CAMPAIGNS = ("q1", "q2", "q3", "q4")
+SECTION = "## Batch scoring"
 
 
-def source_texts(data_dir: Path) -> list[tuple[str, str]]:
-    """(text, kind) pairs from data/test.csv, or data/corpus.csv when there is no test file."""
-    import pandas as pd
+def inbox_texts() -> list[tuple[str, str, str]]:
+    from app.corpus import load_inboxes
 
-    path = data_dir / "test.csv" if (data_dir / "test.csv").is_file() else data_dir / "corpus.csv"
-    frame = pd.read_csv(path, usecols=["text", "kind"], keep_default_na=False)
-    return [(str(t), str(k) or "message") for t, k in zip(frame["text"], frame["kind"], strict=True)]
+    return [(ex.item.text, ex.item.kind, ex.label) for ex in load_inboxes(ROOT / "data" / "inboxes" / "train")]
 
 
-def vary(text: str, i: int, rng: random.Random) -> str:
-    name = rng.choice(FIRST)
-    style = i % 4
-    if style == 0:
-        return f"{rng.choice(GREETINGS)} {name}, {text}"
-    if style == 1:
-        return f"{text}\n\n{rng.choice(SIGNOFFS)}\n{rng.choice(FIRST)} {rng.choice(LAST)}"
-    if style == 2:
-        return f"{text} (ref {rng.randrange(10_000, 99_999)})"
-    return text
-
-
-def make_inbox(path: Path, rows: int, texts: list[tuple[str, str]], seed: int = 7) -> None:
+def make_inbox(path: Path, rows: int, texts: list[tuple[str, str, str]], seed: int = 7) -> None:
     rng = random.Random(seed)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
-        out.writerow(["id", "text", "kind", "sender_name", "campaign"])
+        out.writerow(["id", "text", "kind", "sender_name"])
         for i in range(rows):
-            text, kind = texts[rng.randrange(len(texts))]
-            out.writerow([f"r{i}", vary(text, i, rng), kind, f"{rng.choice(FIRST)} {rng.choice(LAST)}", CAMPAIGNS[i % 4]])
+            text, kind, _ = texts[rng.randrange(len(texts))]
+            out.writerow([f"r{i}", f"{text} (ref {i})" if i % 2 else f"#{i} {text}", kind, f"Sender {i % 997}"])
 
 
 class TreeMemory:
-    """Samples the summed RSS of a process and all its descendants; keeps the peak."""
+    """Samples the summed RSS of a process and its descendants; keeps the peak."""
 
     def __init__(self, pid: int, interval: float = 0.1):
         import psutil
@@ -83,7 +60,6 @@ class TreeMemory:
         self.proc = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
-        self.peak_processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -94,295 +70,128 @@ class TreeMemory:
         while not self._stop.is_set():
             try:
                 procs = [self.proc, *self.proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
             except psutil.Error:
-                break
-            total = 0
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            if total > self.peak:
-                self.peak, self.peak_processes = total, len(procs)
-            self._stop.wait(self.interval)
+                pass
+            time.sleep(self.interval)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
         self._stop.set()
         self._thread.join()
+        return self.peak
 
 
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent busy so far."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
-def wait_for_idle(timeout: float) -> float:
-    """Wait until other processes use under 10% of the machine (at most `timeout` s); returns their share."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while True:
-        share = psutil.cpu_percent(interval=2.0) / 100
-        if share < 0.1 or time.monotonic() > deadline:
-            return share * (os.cpu_count() or 1)
-        print(f"waiting: other processes use {share:.0%} of the CPUs", flush=True)
-
-
-def run_triage(inbox: Path, out: Path, model: Path | None, jobs: int | None) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "app.cli", "score", str(inbox), "-o", str(out), "--quiet"]
-    if model:
-        cmd += ["--model", str(model)]
-    if jobs:
-        cmd += ["--jobs", str(jobs)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = busy_cpu_seconds()
+def run_triage(inbox: Path, out: Path, jobs: int, reasons: int) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "app.cli", "score", str(inbox), "-o", str(out), "--jobs", str(jobs), "--quiet"]
+    cmd += ["--reasons", str(reasons)]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     memory = TreeMemory(proc.pid)
-    stdout, stderr = proc.communicate()
+    _, err = proc.communicate()
     seconds = time.perf_counter() - start
-    memory.stop()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ours = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    others = max(busy_cpu_seconds() - busy - ours, 0.0) / seconds
+    peak = memory.stop()
     if proc.returncode != 0:
-        raise SystemExit(f"triage score failed ({proc.returncode}):\n{stdout}\n{stderr}")
-    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    return {
-        "seconds": seconds,
-        "peak_tree_rss": memory.peak,
-        "processes": memory.peak_processes,
-        "largest_process_rss": largest,
-        "stdout": stdout.strip(),
-        "others": others,
-    }
+        raise SystemExit(f"triage score failed: {err.decode()[-2000:]}")
+    return seconds, peak
 
 
-def plain_pipeline(data_dir: Path):
-    import pandas as pd
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, Pipeline
-
-    corpus = pd.read_csv(data_dir / "corpus.csv", usecols=["text", "label"], keep_default_na=False)
-    pipe = Pipeline(
-        [
-            (
-                "features",
-                FeatureUnion(
-                    [
-                        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)),
-                        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=3)),
-                    ]
-                ),
-            ),
-            ("clf", LogisticRegression(max_iter=2000)),
-        ]
-    )
-    start = time.perf_counter()
-    pipe.fit(corpus["text"].astype(str), corpus["label"])
-    return pipe, time.perf_counter() - start
+PLAIN = """
+import sys, time, pandas as pd
+from sklearn.pipeline import Pipeline, FeatureUnion
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+sys.path.insert(0, {root!r})
+from app.corpus import load_inboxes
+examples = load_inboxes({train!r})
+pipe = Pipeline([("features", FeatureUnion([
+    ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)),
+    ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, sublinear_tf=True)),
+])), ("clf", LogisticRegression(max_iter=2000))]).fit([e.item.text for e in examples], [e.label for e in examples])
+start = time.perf_counter()
+frame = pd.read_csv({inbox!r}, dtype=str, keep_default_na=False)
+parts = []
+for i in range(0, len(frame), 1000):
+    chunk = frame.iloc[i:i + 1000]
+    proba = pipe.predict_proba(chunk["text"].tolist())
+    parts.append(pd.DataFrame(proba, columns=pipe.classes_, index=chunk.index).assign(id=chunk["id"]))
+pd.concat(parts).to_csv({out!r}, index=False)
+print(time.perf_counter() - start)
+"""
 
 
-def run_plain(pipe, inbox: Path, chunk_rows: int = 10_000) -> dict[str, float]:
-    import pandas as pd
-
-    rows = 0
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    busy = busy_cpu_seconds()
-    start = time.perf_counter()
-    for chunk in pd.read_csv(inbox, usecols=["text"], keep_default_na=False, chunksize=chunk_rows):
-        pipe.predict_proba(chunk["text"].astype(str))
-        rows += len(chunk)
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    ours = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    others = max(busy_cpu_seconds() - busy - ours, 0.0) / seconds
-    return {"seconds": seconds, "rows": rows, "others": others}
+def run_plain(inbox: Path, out: Path) -> float:
+    code = PLAIN.format(root=str(ROOT), train=str(ROOT / "data" / "inboxes" / "train"), inbox=str(inbox), out=str(out))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
-def compare_methods(model_dir: Path | None, texts: list[tuple[str, str]], n: int = 3000) -> dict[str, float]:
-    """Rows/s of one process for each way of scoring a chunk of 1,000 items, with 3 reasons."""
+def markdown(rows: int, results: list[tuple[str, float, int | None]], plain: float | None) -> str:
     from app.artifact import load_model
-    from app.batch import ChunkScorer
-    from app.features import Item
-    from app.settings import Settings
 
-    model = load_model(model_dir or Settings.from_env().model_dir)
-    rng = random.Random(3)
-    items = []
-    for i in range(n):
-        text, kind = texts[rng.randrange(len(texts))]
-        items.append(Item(text=vary(text, i, rng), kind=kind))
-    out = {}
-    for method in ("item", "vector", "fast"):
-        scorer = ChunkScorer(model, n_reasons=3, method=method)
-        start = time.perf_counter()
-        for i in range(0, n, 1000):
-            scorer.score(items[i : i + 1000])
-        out[method] = n / (time.perf_counter() - start)
-    return out
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
-
-
-def update_doc(path: Path, rows: int, body: str, intro: str) -> None:
-    """Replace this row count's subsection under '## Batch scoring'; keep every other heading."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Batch scoring"), None)
-    if start is None:
-        before, section, after = lines, [], []
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        before, section, after = lines[:start], lines[start + 1 : end], lines[end:]
-    subsections: dict[int, list[str]] = {}
-    current: int | None = None
-    for line in section:
-        if line.startswith("### ") and line.endswith(" rows"):
-            current = int(line[4:-5].replace(",", ""))
-            subsections[current] = []
-        elif current is not None:
-            subsections[current].append(line)
-    subsections[rows] = body.splitlines()
-    new = ["## Batch scoring", "", *intro.strip("\n").splitlines(), ""]
-    for n in sorted(subsections):
-        new += [f"### {n:,} rows", "", *"\n".join(subsections[n]).strip("\n").splitlines(), ""]
-    while before and not before[-1].strip():
-        before.pop()
-    text = "\n".join([*before, "", *new, *after]).rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-BUSY = 0.2  # cores used by other processes above which a timed run is repeated
-
-INTRO = """\
-`python scripts/bench_batch.py [--rows N]`: a generated inbox CSV (texts of data/test.csv, varied)
-scored end to end by `triage score` (reading, scoring with three reasons per row, writing the
-output CSV; worker processes load the model once), against a plain scikit-learn pipeline
-(word 1-2 and char_wb 2-5 TF-IDF, LogisticRegression, trained on data/corpus.csv) calling
-`predict_proba` on the same rows in chunks in one process, without reasons and without writing.
-Peak memory is the summed RSS of the `triage score` process and its workers, sampled every
-0.1 s (shared pages counted once per process, so it overstates). Targets: at least 2x the plain
-pipeline's rows/s; under 1 GB at 1,000,000 rows."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--model", type=Path, help="model store (default: TRIAGE_MODEL_DIR or model/)")
-    parser.add_argument("--data", type=Path, default=ROOT / "data")
-    parser.add_argument("--jobs", type=int, help="passed to triage score (default: its own, all cores)")
-    parser.add_argument("--skip-plain", action="store_true", help="only time triage score (for the 1,000,000-row memory check)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--no-doc", action="store_true", help="print only; do not write docs/benchmarks.md")
-    parser.add_argument("--keep", type=Path, help="keep the generated inbox and output in this folder")
-    parser.add_argument("--wait-idle", type=float, default=300, help="wait up to this many seconds for an idle machine")
-    parser.add_argument("--retries", type=int, default=2, help="runs to repeat when other processes were busy meanwhile")
-    args = parser.parse_args(argv)
-
-    texts = source_texts(args.data)
-    with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        inbox, out = work / "inbox.csv", work / "scored.csv"
-        start = time.perf_counter()
-        make_inbox(inbox, args.rows, texts)
-        size_mb = inbox.stat().st_size / 1e6
-        print(f"made {inbox} ({args.rows:,} rows, {size_mb:.0f} MB) in {time.perf_counter() - start:.1f} s", flush=True)
-
-        for attempt in range(args.retries + 1):
-            wait_for_idle(args.wait_idle)
-            ours = run_triage(inbox, out, args.model, args.jobs)
-            if ours["others"] <= BUSY or attempt == args.retries:
-                break
-            print(f"other processes used {ours['others']:.2f} cores during the run: once more", flush=True)
-        ours_rate = args.rows / ours["seconds"]
-        print(ours["stdout"])
-        print(
-            f"triage score: {ours_rate:,.0f} rows/s ({ours['seconds']:.1f} s), peak memory "
-            f"{ours['peak_tree_rss'] / 2**20:,.0f} MiB over {ours['processes']} processes "
-            f"(largest process {ours['largest_process_rss'] / 2**20:,.0f} MiB); other processes used "
-            f"{ours['others']:.2f} cores meanwhile",
-            flush=True,
-        )
-        plain_rate = None
-        if not args.skip_plain:
-            pipe, fit_seconds = plain_pipeline(args.data)
-            for attempt in range(args.retries + 1):
-                wait_for_idle(args.wait_idle)
-                plain = run_plain(pipe, inbox)
-                if plain["others"] <= BUSY or attempt == args.retries:
-                    break
-                print(f"other processes used {plain['others']:.2f} cores during the run: once more", flush=True)
-            plain_rate = plain["rows"] / plain["seconds"]
-            print(
-                f"plain pipeline: {plain_rate:,.0f} rows/s ({plain['seconds']:.1f} s; trained in {fit_seconds:.1f} s); "
-                f"other processes used {plain['others']:.2f} cores meanwhile"
-            )
-            print(f"ratio: {ours_rate / plain_rate:.2f}x (target >= 2x)")
-        methods = compare_methods(args.model, texts)
-        print("one process, chunks of 1,000 with 3 reasons: " + ", ".join(f"{k} {v:,.0f} rows/s" for k, v in methods.items()))
-
-    from app.artifact import load_model
-    from app.settings import Settings
-
-    version = load_model(args.model or Settings.from_env().model_dir).version
-    jobs = args.jobs or os.cpu_count()
+    model = load_model(ROOT / "model")
     lines = [
-        f"Run {datetime.now(UTC):%Y-%m-%d} on {machine()}; model {version}; `--jobs {jobs}`; inbox {size_mb:.0f} MB.",
+        SECTION,
         "",
-        "| | rows/s | seconds | peak memory |",
+        f"`python scripts/bench_batch.py --rows {rows}` on {datetime.now(UTC):%Y-%m-%d}: {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, model `{model.version}`. {rows:,} rows drawn from the training inboxes' "
+        "texts, each with a distinct reference so no text repeats. Wall time end to end (start, read, score, write).",
+        "",
+        "| what | processes | rows/s | peak memory |",
         "| --- | ---: | ---: | ---: |",
-        f"| `triage score` (with 3 reasons, output written) | {ours_rate:,.0f} | {ours['seconds']:.1f} | "
-        f"{ours['peak_tree_rss'] / 2**20:,.0f} MiB ({ours['processes']} processes) |",
     ]
-    if plain_rate is not None:
-        lines.append(f"| plain pipeline `predict_proba` (1 process, no reasons) | {plain_rate:,.0f} | {plain['seconds']:.1f} | |")
-        lines += ["", f"Ratio: **{ours_rate / plain_rate:.2f}x** the plain pipeline's rows/s (target: at least 2x)."]
-    lines += [
-        "",
-        "Scoring a chunk of 1,000 items with 3 reasons in one process: "
-        + "; ".join(
-            f"{name} {methods[key]:,.0f} rows/s"
-            for key, name in (
-                ("item", "`score_item` per item"),
-                ("vector", "featurizer `transform` + vectorised reasons"),
-                ("fast", "fast vectorised features (used)"),
-            )
+    if plain is not None:
+        lines.append(
+            f"| plain pipeline: word 1-2 + char_wb 3-5 TF-IDF, LR `predict_proba` (no reasons) | 1 | {rows / plain:,.0f} | |"
         )
-        + ".",
-    ]
-    runs = [("`triage score`", ours["others"])] + ([("the plain pipeline", plain["others"])] if plain_rate is not None else [])
-    busy = [f"{name} ({o:.2f} cores)" for name, o in runs if o > BUSY]
-    lines += [
-        "",
-        "Other processes on the machine were busy during " + ", ".join(busy) + ": those figures are low and the ratio is off."
-        if busy
-        else f"The machine was otherwise idle during the runs (other processes used under {BUSY:.1f} cores).",
-    ]
-    if args.rows >= 1_000_000:
-        verdict = "under" if ours["peak_tree_rss"] < 2**30 else "OVER"
-        lines += ["", f"Memory check: peak {ours['peak_tree_rss'] / 2**20:,.0f} MiB, {verdict} the 1 GB target."]
-    if not args.no_doc:
-        update_doc(args.doc, args.rows, "\n".join(lines), INTRO)
-        print(f"wrote {args.doc}")
+    for name, seconds, peak in results:
+        mem = f"{peak / 2**20:,.0f} MiB" if peak else ""
+        lines.append(f"| {name} | {'2' if 'jobs 2' in name else '1'} | {rows / seconds:,.0f} | {mem} |")
+    if plain is not None:
+        ratio = plain / results[0][1]
+        lines += [
+            "",
+            f"- `triage score --jobs 1`, reasons included, against the plain pipeline: {ratio:.2f}x (target 2x: "
+            f"{'met' if ratio >= 2 else 'not met'}).",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start]).rstrip("\n") + "\n\n" + section + "\n" + "\n".join(lines[end:])
+    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=60_000)
+    parser.add_argument("--only-memory", action="store_true", help="only `triage score --jobs 2`, for the memory ceiling")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        inbox = Path(tmp) / "inbox.csv"
+        make_inbox(inbox, args.rows, inbox_texts())
+        results: list[tuple[str, float, int | None]] = []
+        plain = None
+        if not args.only_memory:
+            results.append(("`triage score --jobs 1` (3 reasons)", *run_triage(inbox, Path(tmp) / "a.csv", 1, 3)))
+            results.append(("`triage score --jobs 1 --reasons 0`", *run_triage(inbox, Path(tmp) / "b.csv", 1, 0)))
+            plain = run_plain(inbox, Path(tmp) / "plain.csv")
+        results.append(("`triage score --jobs 2` (3 reasons)", *run_triage(inbox, Path(tmp) / "c.csv", 2, 3)))
+    section = markdown(args.rows, results, plain)
+    print(section)
+    if not args.no_write:
+        write_section(Path(args.out), section)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

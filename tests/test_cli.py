@@ -8,7 +8,8 @@ from app.artifact import current_version, load_model
 from app.cli import main
 
 
-def test_train_evaluate_predict_on_tiny_inboxes(tiny_data_dir, tmp_path, capsys):
+def test_train_evaluate_predict_on_tiny_inboxes(tiny_data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TRIAGE_REPORTS_DIR", str(tmp_path / "reports"))
     store = tmp_path / "model"
     assert main(["train", "--data", str(tiny_data_dir), "--out", str(store), "--folds", "2"]) == 0
     out = capsys.readouterr().out
@@ -16,6 +17,8 @@ def test_train_evaluate_predict_on_tiny_inboxes(tiny_data_dir, tmp_path, capsys)
         assert f"{name}: n=" in out
     version = current_version(store)
     assert version and load_model(store).version == version
+    training = json.loads((tmp_path / "reports" / "training.json").read_text())
+    assert training["model_version"] == version and training["grouped_cv_export"]["per_class"]
 
     report = tmp_path / "metrics.json"
     assert main(["evaluate", "--model", str(store), "--data", str(tiny_data_dir), "--report", str(report)]) == 0
