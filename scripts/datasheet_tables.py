@@ -130,8 +130,9 @@ def tables(data: Path) -> str:
         a = json.loads(agreement.read_text())
         out.append("\n### Agreement of a second, blind labeller\n")
         out.append(
-            f"{a['n']:,} items ({a['share_of_items']:.1%} of all), relabelled blind by {a['hands']} hands: observed agreement "
-            f"{a['observed_agreement']:.1%}, Cohen's kappa {a['cohen_kappa']:.3f}. Confusion (rows: authors, columns: second hand):\n"
+            f"{a['n']:,} items ({a['share_of_items']:.1%} of all), relabelled blind by {a['hands']} hands: "
+            f"observed agreement {a['observed_agreement']:.1%}, Cohen's kappa {a['cohen_kappa']:.3f}. "
+            "Confusion (rows: authors, columns: second hand):\n"
         )
         cm = a["confusion"]["rows_author_cols_second"]
         out.append(md_table(["author \\ second", *LABELS], [[lab, *row] for lab, row in zip(LABELS, cm, strict=True)]))

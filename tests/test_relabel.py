@@ -48,5 +48,5 @@ def test_agreement_is_cohens_kappa_and_lists_every_disagreement(tmp_path):
     assert report["disagreements"] == [{"id": "c", "author": "sales_pitch", "second": "genuine"}]
     assert 0 < report["cohen_kappa"] < 0.75  # kappa discounts the agreement expected by chance
     path.write_text('{"id": "a", "label": "maybe"}\n')
-    with pytest.raises(ValueError, match="r1.jsonl:1"):
+    with pytest.raises(ValueError, match=r"r1\.jsonl:1"):
         read_answers([path])
