@@ -51,6 +51,7 @@ VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TRUSTED_TYPES = frozenset(
     {
         "app.features.ItemPreparer",
+        "app.features.TextVectorizer",
         "app.signals.SignalTransformer",
         "app.context.ContextTransformer",
         "app.text.norm_text",
@@ -330,16 +331,18 @@ def read_history(store: Path) -> list[dict[str, Any]]:
 
 
 def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
-    """Make `version` (default: the one current before the latest promotion) current again.
+    """Make `version` current again; by default, the one current before the current one was promoted.
 
-    Returns (previous current, new current). Raises ModelError when there is nothing to go back
-    to or the target does not verify.
+    Without a version it walks back along promotions only: after a rollback, a second call
+    goes further back (never forward again; `promote` goes forward, by name). Returns
+    (previous current, new current). Raises ModelError when there is nothing to go back to
+    or the target does not verify.
     """
     store = Path(store)
     current = current_version(store)
     if version is None:
         for entry in reversed(read_history(store)):
-            if entry.get("action") in ("promote", "rollback") and entry.get("version") == current and entry.get("previous"):
+            if entry.get("action") == "promote" and entry.get("version") == current and entry.get("previous"):
                 version = entry["previous"]
                 break
         else:
@@ -348,3 +351,29 @@ def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
     set_current(store, str(version))
     record_history(store, "rollback", str(version), previous=current, reason=f"rolled back from {current}")
     return current, str(version)
+
+
+def promote(store: Path, version: str) -> tuple[str | None, str]:
+    """Make a named version current by hand (e.g. forward again after a rollback), recorded as a promotion."""
+    store = Path(store)
+    current = current_version(store)
+    version_dir(store, version)
+    set_current(store, version)
+    record_history(store, "promote", version, previous=current, reason="promoted by hand")
+    return current, version
+
+
+def version_status(store: Path, manifest: dict[str, Any]) -> str:
+    """'current', or what the history says happened to a version last, or 'candidate'/'rejected' from its manifest.
+
+    A version counts as promoted only once CURRENT pointed at it (the history line is
+    written after the pointer), so a run killed in between never shows a false promotion.
+    """
+    if manifest.get("current"):
+        return "current"
+    mine = [e for e in read_history(store) if e.get("version") == manifest.get("version")]
+    if any(e.get("action") in ("promote", "rollback") for e in mine):
+        return "replaced"  # it was current once
+    if any(e.get("action") == "reject" for e in mine):
+        return "rejected"
+    return str(manifest.get("status") or "trained")

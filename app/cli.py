@@ -63,9 +63,8 @@ def cmd_relabel_tasks(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data) if args.data else _settings().data_dir
     root = inboxes_dir(data_dir)
-    sources = [load_source(p) for p in iter_sources([root / "src"])]
-    if args.only:
-        sources = [s for s in sources if s.hand in args.only]
+    paths = [p for p in iter_sources([root / "src"]) if not args.only or p.parent.name in args.only]
+    sources = [load_source(p) for p in paths]
     tasks = make_tasks(sources, args.share, args.hands, seed=args.seed)
     folder = root / "relabel" / "tasks"
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_dir = Path(args.data) if args.data else settings.data_dir
     out_dir = Path(args.out) if args.out else settings.model_dir
     start = time.perf_counter()
-    result = train_and_save(data_dir, out_dir, folds=args.folds)
+    result = train_and_save(data_dir, out_dir, folds=args.folds, force=args.force)
     elapsed = time.perf_counter() - start
     for name, report in result.reports.items():
         print(format_report(name, report))
@@ -131,8 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     payload = {"model_version": m["version"], "seconds": round(elapsed, 1), "params": m["params"], **result.reports}
     training_report.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {training_report}")
-    print(f"saved {m['version']} to {result.extra['path']} in {elapsed:.1f} s")
-    return 0
+    print(f"saved {m['version']} to {result.extra['path']} in {elapsed:.1f} s: {result.extra['outcome']}")
+    return 1 if result.extra["outcome"] == "rejected" else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -278,20 +277,20 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    from app.artifact import list_versions
+    from app.artifact import list_versions, version_status
 
     store = Path(args.model) if args.model else _settings().model_dir
     versions = list_versions(store)
     if not versions:
         print(f"no versions in {store}")
         return 1
-    print(f"{'':2}{'version':<30}{'created':<27}{'status':<10}{'test macro-F1':>14}{'cv macro-F1':>13}")
+    print(f"{'':2}{'version':<30}{'created':<27}{'status':<12}{'test macro-F1':>14}{'cv macro-F1':>13}")
     for m in versions:
         metrics = m.get("metrics", {})
         test = (metrics.get("test_inboxes_export") or metrics.get("independent_test") or {}).get("macro_f1")
         cv = (metrics.get("grouped_cv_export") or metrics.get("grouped_cv") or {}).get("macro_f1")
         print(
-            f"{'*' if m['current'] else ' ':2}{m['version']:<30}{m.get('created_at', ''):<27}{m.get('status', 'trained'):<10}"
+            f"{'*' if m['current'] else ' ':2}{m['version']:<30}{m.get('created_at', ''):<27}{version_status(store, m):<12}"
             f"{test if test is not None else '-':>14}{cv if cv is not None else '-':>13}"
         )
     return 0
@@ -306,6 +305,15 @@ def cmd_model_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_promote(args: argparse.Namespace) -> int:
+    from app.artifact import promote
+
+    store = Path(args.model) if args.model else _settings().model_dir
+    before, after = promote(store, args.version)
+    print(f"current model: {after} (was {before})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triage", description="Triage LinkedIn invites and messages: genuine, sales_pitch or spam, with the evidence."
@@ -316,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data folder with inboxes/train (default: TRIAGE_DATA_DIR or data/)")
     p.add_argument("--out", help="model store to write into (default: TRIAGE_MODEL_DIR or model/)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds, whole inboxes held out (default: 5)")
+    p.add_argument("--force", action="store_true", help="make the new model current even if the gate refuses")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on the independent test inboxes; writes reports/metrics.json")
@@ -415,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("version", nargs="?")
     q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
     q.set_defaults(func=cmd_model_rollback)
+    q = model_sub.add_parser("promote", help="make a named version current (e.g. forward again after a rollback)")
+    q.add_argument("version", help="the version to make current (see `triage model list`)")
+    q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
+    q.set_defaults(func=cmd_model_promote)
 
     p = sub.add_parser("build-corpus", help="rebuild the first-contact corpus data/corpus.csv and data/test.csv (corpus v1)")
     p.add_argument("--data", default="data")

@@ -44,6 +44,34 @@ _CHUNK = re.compile(r"\S+")
 BLOCKS = ("word", "char", "thread", "signal", "context")
 
 
+class TextVectorizer(TfidfVectorizer):
+    """`TfidfVectorizer` whose vocabulary is saved as one string, not a dict of 250,000 entries.
+
+    skops rebuilds a dict node by node: the shipped model took 12 s to load with plain
+    vectorizers. The packed form (terms in column order, NUL-separated) loads in a fraction of
+    a second; the fitted vectorizer is otherwise the same object.
+    """
+
+    _SEP = "\x00"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        vocabulary = state.get("vocabulary_")
+        if isinstance(vocabulary, dict):
+            terms = sorted(vocabulary, key=vocabulary.__getitem__)
+            if not any(self._SEP in t for t in terms) and [vocabulary[t] for t in terms] == list(range(len(terms))):
+                state = {k: v for k, v in state.items() if k != "vocabulary_"}
+                state["packed_vocabulary_"] = self._SEP.join(terms) if terms else None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "packed_vocabulary_" in state:
+            packed = state.pop("packed_vocabulary_")
+            state["vocabulary_"] = {t: i for i, t in enumerate(packed.split(self._SEP))} if packed else {}
+        super().__setstate__(state)
+
+
 class ItemPreparer(TransformerMixin, BaseEstimator):
     """Items -> `Prepared` (the normalised text and its facts), computed once for every block."""
 
@@ -69,7 +97,7 @@ def make_features(
     if unknown:
         raise ValueError(f"unknown feature blocks {sorted(unknown)}; choose from {BLOCKS}")
     parts: dict[str, Any] = {
-        "word": TfidfVectorizer(
+        "word": TextVectorizer(
             preprocessor=norm_text,
             token_pattern=WORD_PATTERN,
             ngram_range=(1, 2),
@@ -78,7 +106,7 @@ def make_features(
             lowercase=False,
             dtype=np.float64,
         ),
-        "char": TfidfVectorizer(
+        "char": TextVectorizer(
             preprocessor=norm_text,
             analyzer="char_wb",
             ngram_range=char_ngrams,
@@ -87,7 +115,7 @@ def make_features(
             lowercase=False,
             dtype=np.float64,
         ),
-        "thread": TfidfVectorizer(
+        "thread": TextVectorizer(
             preprocessor=thread_text,
             token_pattern=WORD_PATTERN,
             min_df=thread_min_df,

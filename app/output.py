@@ -18,7 +18,7 @@ from typing import IO, Any
 from app.model import LABELS, Reason, Verdict
 
 N_REASONS = 3
-SNIPPET_CHARS = 120
+SNIPPET_CHARS = 200
 SCORE_COLUMNS = (
     "verdict",
     "confidence",
@@ -33,6 +33,7 @@ SCORE_COLUMNS = (
     "reason_3",
     "snippet",
     "model_version",
+    "text",  # the whole text, so that an output with a `label` column added can be fed to `triage retrain --add`
 )
 STATUS_COLUMNS = ("status", "error")  # uploads list every row: scored, skipped (why) or error (why)
 ERROR_COLUMNS = ("file", "line", "id", "reason")
@@ -63,6 +64,7 @@ def score_cells(verdict: Verdict, text: str) -> list[Any]:
         *reasons,
         snippet(text),
         verdict.model_version,
+        text,
     ]
 
 

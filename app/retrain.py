@@ -1,17 +1,16 @@
-"""Retraining on newly labelled examples: validate, train a candidate, gate, promote.
+"""Retraining on a user's labelled rows: validate, weigh them, train a candidate, gate, promote.
 
-1. New rows (CSV or JSONL, corpus columns or the service's item shape plus `label`,
-   or the service's feedback store) are validated first; any bad row stops the run
-   with its file, line and reason, and nothing changes.
-2. Exact and near duplicates of the corpus are skipped; the same text with two labels
-   is a conflict, reported and skipped.
+1. New rows (CSV or JSONL with a `label`: corpus columns, the service's item shape, or
+   `triage score` output with a label column filled in; or the service's feedback store)
+   are validated first; any bad row stops the run with its file, line and reason, and
+   nothing changes. Rows whose label is left empty are counted and left out.
+2. Exact and near duplicates of known rows are skipped; the same text with two labels is a
+   conflict, reported and skipped. If nothing new is left, nothing is trained.
 3. Accepted rows are appended to `data/labelled/user/` (one CSV per run, never edited).
-4. A candidate is trained on the corpus plus all user rows. User rows are spread over
-   the cross-validation folds, so the candidate's out-of-fold scores on them are
-   honest; the current model has never seen them.
-5. The candidate is promoted only if macro-F1 on the frozen test inboxes falls by at most
-   0.5 points and genuine-as-spam does not rise (or `force`); otherwise it is kept as a
-   rejected version with the reason.
+4. The user rows' weight is chosen by cross-validation on them (`app.userfit`), and the
+   candidate is trained on the corpus plus every user row at that weight.
+5. The gate (`app.gate`) judges the candidate on the user's rows first and uses the frozen
+   test inboxes as a guard; the candidate is promoted, or kept as a rejected version.
 """
 
 from __future__ import annotations
@@ -30,18 +29,20 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from app import artifact
 from app.corpus import Example, inboxes_dir, load_inboxes
+from app.gate import format_comparison, judge, promote_or_keep, summary
 from app.inbox import detect_format, read_jsonl, read_plain_csv
 from app.items import ITEM_FIELDS, Item
 from app.metrics import classification_report
-from app.model import LABELS
+from app.model import LABELS, TriageModel
 from app.text import prepare
-from app.train import evaluate_examples, load_training_examples, train_model
+from app.train import DEFAULT_PARAMS, USER_HAND, evaluate_examples, fit_pipeline, fold_temperature, load_training_examples
+from app.userfit import UserFit, choose_user_weight
 
 USER_DIR = Path("labelled") / "user"
 FEEDBACK_CURSOR = ".feedback_cursor"
 NEAR_DUPLICATE_SIMILARITY = 0.92  # cosine of character n-gram TF-IDF vectors
-MAX_MACRO_F1_DROP = 0.005
-USER_COLUMNS = ("id", "label", *ITEM_FIELDS, "added_at", "origin")
+USER_COLUMNS = ("id", "label", *ITEM_FIELDS, "group", "added_at", "origin")
+GROUP_COLUMNS = ("conversation_id", "conversation", "thread_id")  # a labels file's conversation, when it has one
 
 
 class RetrainError(ValueError):
@@ -59,10 +60,20 @@ class NewRow:
     item: Item
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def group(self) -> str | None:
+        """The conversation (else the sender) the row belongs to, so that cross-validation keeps threads whole."""
+        for key in GROUP_COLUMNS:
+            if self.extra.get(key):
+                return f"conversation:{self.extra[key]}"
+        sender = self.item.sender_profile_url or self.item.sender_name
+        return f"sender:{sender}" if sender else None
+
 
 @dataclass
 class RetrainReport:
     accepted: list[NewRow] = field(default_factory=list)
+    unlabelled: int = 0
     duplicates: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -92,17 +103,23 @@ def _labels_by_line(path: Path) -> dict[int, Any]:
     return labels
 
 
-def read_labelled_file(path: Path) -> tuple[list[NewRow], list[str]]:
-    """Labelled rows of one CSV or JSONL file, and the problems found (file:line: reason)."""
+def normal_label(value: Any) -> str:
+    """'Sales pitch', 'sales-pitch ' -> 'sales_pitch'; None -> ''."""
+    return "_".join(str(value).strip().lower().replace("-", " ").split()) if value is not None else ""
+
+
+def read_labelled_file(path: Path) -> tuple[list[NewRow], list[str], int]:
+    """Labelled rows of one CSV or JSONL file, the problems found (file:line: reason), and how many had no label."""
     path = Path(path)
     if not path.is_file():
-        return [], [f"{path}: no such file"]
+        return [], [f"{path}: no such file"], 0
     try:
         fmt = detect_format(path)
     except ValueError as exc:
-        return [], [f"{path}: {exc}"]
+        return [], [f"{path}: {exc}"], 0
     rows: list[NewRow] = []
     problems: list[str] = []
+    unlabelled = 0
     if fmt == "jsonl":
         labels = _labels_by_line(path)
         records: Iterable[Any] = read_jsonl(path)
@@ -111,29 +128,29 @@ def read_labelled_file(path: Path) -> tuple[list[NewRow], list[str]]:
         try:
             records = list(read_plain_csv(path))
         except ValueError as exc:
-            return [], [f"{path}: {exc}"]
+            return [], [f"{path}: {exc}"], 0
     else:
-        return [], [f"{path}: a {fmt} file is not a labelled file (expected CSV or JSONL with a label)"]
+        return [], [f"{path}: a {fmt} file is not a labelled file (expected CSV or JSONL with a label)"], 0
     for rec in records:
         where = f"{path}:{rec.line}"
-        if rec.error:
-            problems.append(f"{where}: {rec.error}")
-            continue
-        if rec.item is None:
-            continue
         extra = {k.strip().lower(): v for k, v in rec.extra.items()}
-        label = labels.get(rec.line) if fmt == "jsonl" else extra.get("label")
-        label = str(label).strip().lower() if label is not None else ""
+        label = normal_label(labels.get(rec.line) if fmt == "jsonl" else extra.get("label"))
+        if not label:
+            unlabelled += 1  # e.g. the rows of a `triage score` output the user did not label
+            continue
         if label not in LABELS:
             problems.append(f"{where}: label {label!r} is not one of {', '.join(LABELS)}")
             continue
-        if rec.item.kind == "message" and not rec.item.text.strip():
-            problems.append(f"{where}: a message with empty text")
+        if rec.error:
+            problems.append(f"{where}: {rec.error}")
+            continue
+        if rec.item is None or not rec.item.text.strip():
+            problems.append(f"{where}: a labelled row with empty text")
             continue
         rows.append(NewRow(where, label, rec.item, extra))
     if not rows and not problems:
-        problems.append(f"{path}: no rows")
-    return rows, problems
+        problems.append(f"{path}: no labelled rows" + (f" ({unlabelled} row(s) with an empty label)" if unlabelled else ""))
+    return rows, problems, unlabelled
 
 
 def read_feedback_rows(db_path: Path, after_id: int | None) -> tuple[list[NewRow], int | None]:
@@ -203,6 +220,7 @@ def user_frame(rows: list[NewRow], added_at: datetime) -> pd.DataFrame:
         rec.update(
             id=f"user-{added_at:%Y%m%d%H%M%S}-{n:05d}",
             label=row.label,
+            group=row.group or "",
             added_at=added_at.isoformat(timespec="seconds"),
             origin=row.origin,
         )
@@ -211,58 +229,27 @@ def user_frame(rows: list[NewRow], added_at: datetime) -> pd.DataFrame:
 
 
 def load_user_examples(data_dir: Path) -> list[Example]:
-    """Every user-labelled row under data/labelled/user/, each its own cross-validation group."""
+    """Every user-labelled row under data/labelled/user/; `role` is its cross-validation group, `file` its file."""
     folder = Path(data_dir) / USER_DIR
     out: list[Example] = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        for row in frame.to_dict("records"):
+        for n, row in enumerate(frame.to_dict("records"), 1):
             fields = {k: row.get(k) for k in ITEM_FIELDS if k in row}
-            out.append(Example(Item.from_mapping(fields), row["label"], f"user:{row['id']}", "user", "user"))
+            group = row.get("group") or f"row:{path.name}:{n}"
+            out.append(Example(Item.from_mapping(fields), row["label"], "user", USER_HAND, group, path.name, n))
     return out
 
 
 # --------------------------------------------------------------------------------------
-# The gate
+# Training the candidate and gating it
 # --------------------------------------------------------------------------------------
 
 
-def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "macro_f1": report["macro_f1"],
-        "genuine_as_spam_rate": report["genuine_as_spam_rate"],
-        "accuracy": report["accuracy"],
-        "n": report["n"],
-    }
-
-
-def gate(current: dict[str, Any], candidate: dict[str, Any]) -> tuple[bool, str]:
-    """Promote only if test macro-F1 drops by <= 0.5 points and genuine-as-spam does not rise."""
-    drop = current["macro_f1"] - candidate["macro_f1"]
-    if drop > MAX_MACRO_F1_DROP:
-        return False, f"macro-F1 on the frozen test inboxes falls by {drop * 100:.2f} points (limit 0.5)"
-    if candidate["genuine_as_spam_rate"] > current["genuine_as_spam_rate"]:
-        return False, (
-            f"genuine filed as spam rises from {current['genuine_as_spam_rate']:.2%} to "
-            f"{candidate['genuine_as_spam_rate']:.2%} on the frozen test inboxes"
-        )
-    return True, (
-        f"test macro-F1 {current['macro_f1']:.4f} -> {candidate['macro_f1']:.4f}, genuine as spam "
-        f"{current['genuine_as_spam_rate']:.2%} -> {candidate['genuine_as_spam_rate']:.2%}"
-    )
-
-
-def format_comparison(comparison: dict[str, dict[str, Any]]) -> str:
-    """The side-by-side table printed by `triage retrain`."""
-    lines = [f"{'':<34}{'current':>12}{'candidate':>12}"]
-    for section, pair in comparison.items():
-        cur, cand = pair.get("current") or {}, pair.get("candidate") or {}
-        lines.append(f"{section} (n={cand.get('n', cur.get('n', 0))})")
-        for key, name in (("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("genuine_as_spam_rate", "genuine as spam")):
-            fmt = "{:>12.2%}" if key == "genuine_as_spam_rate" else "{:>12.4f}"
-            cells = [fmt.format(d[key]) if key in d else f"{'-':>12}" for d in (cur, cand)]
-            lines.append(f"  {name:<32}" + "".join(cells))
-    return "\n".join(lines)
+def unseen_by(current_manifest: dict[str, Any], user: Sequence[Example]) -> np.ndarray:
+    """Indexes of user rows the current model did not train on (it lists the user files it used)."""
+    used = set((current_manifest.get("training_data") or {}).get("user_files") or [])
+    return np.array([i for i, ex in enumerate(user) if ex.file not in used], dtype=int)
 
 
 def retrain(
@@ -273,16 +260,18 @@ def retrain(
     dry_run: bool = False,
     force: bool = False,
     log: Callable[[str], None] = print,
+    n_jobs: int = 2,
 ) -> RetrainReport:
-    """Validate new rows, train a candidate, compare it with the current model and gate it."""
+    """Validate new rows, train a candidate with them weighted, compare it with the current model and gate it."""
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     report = RetrainReport()
     rows: list[NewRow] = []
     problems: list[str] = []
     for path in add:
-        got, bad = read_labelled_file(Path(path))
+        got, bad, unlabelled = read_labelled_file(Path(path))
         rows += got
         problems += bad
+        report.unlabelled += unlabelled
     cursor_file = data_dir / USER_DIR / FEEDBACK_CURSOR
     last_feedback = None
     if feedback_db is not None:
@@ -292,11 +281,14 @@ def retrain(
         log(f"feedback: {len(got)} new labelled item(s) in {feedback_db}")
     if problems:
         raise RetrainError(f"{len(problems)} bad row(s): nothing was changed", problems)
+    if report.unlabelled:
+        log(f"{report.unlabelled} row(s) without a label were left out (fill the label column to use them)")
 
     current = artifact.load_model(model_dir)
     report.current_version = current.version
-    params = current.manifest.get("params")
-    examples, extra = load_training_examples(data_dir, params)
+    examples, extra = load_training_examples(data_dir, {**DEFAULT_PARAMS, **(current.manifest.get("params") or {})})
+    if not examples:
+        raise RetrainError(f"no corpus under {inboxes_dir(data_dir) / 'train'}: run `triage corpus build` first")
     previous_user = load_user_examples(data_dir)
     report.accepted = screen_rows(rows, [*examples, *extra, *previous_user], report)
     for line in report.duplicates + report.conflicts:
@@ -305,64 +297,111 @@ def retrain(
         f"{len(rows)} new row(s): {len(report.accepted)} accepted, {len(report.duplicates)} duplicate(s), "
         f"{len(report.conflicts)} conflict(s)"
     )
-
-    now = datetime.now(UTC)
-    new_frame = user_frame(report.accepted, now)
-    if not dry_run and len(new_frame):
-        report.user_rows_file = _append_user_rows(data_dir, new_frame, now)
-    if not dry_run and last_feedback is not None:
-        cursor_file.parent.mkdir(parents=True, exist_ok=True)
-        artifact.write_atomic(cursor_file, f"{last_feedback}\n")
-    user = previous_user + [Example(r.item, r.label, f"user:new-{n}", "user", "user") for n, r in enumerate(report.accepted)]
-    if not user:
-        report.decision, report.reason = "nothing to do", "no user-labelled rows to train on"
+    if not report.accepted:
+        report.decision = "nothing to do"
+        report.reason = (
+            f"all {len(rows)} row(s) are duplicates of known rows or conflicts: nothing new to learn, no model trained"
+            if rows
+            else "no labelled rows to add: no model trained"
+        )
         log(report.reason)
         return report
 
-    result = train_model([*examples, *user], params=params, extra=extra)
-    candidate = result.model
+    now = datetime.now(UTC)
+    new_frame = user_frame(report.accepted, now)
+    new_file = f"{now:%Y%m%d-%H%M%S}.csv"
+    if not dry_run:
+        report.user_rows_file = _append_user_rows(data_dir, new_frame, now)
+        new_file = report.user_rows_file.name
+    if not dry_run and last_feedback is not None:
+        cursor_file.parent.mkdir(parents=True, exist_ok=True)
+        artifact.write_atomic(cursor_file, f"{last_feedback}\n")
+    user = previous_user + [
+        Example(r.item, r.label, "user", USER_HAND, r.group or f"row:{new_file}:{n}", new_file, n)
+        for n, r in enumerate(report.accepted, 1)
+    ]
+
+    log(f"choosing the weight of {len(user)} user row(s) by cross-validation on them...")
+    candidate, fit = train_candidate(current, examples, extra, user, n_jobs=n_jobs, log=log)
+    manifest = _candidate_manifest(current.manifest, candidate.manifest["params"], fit, user, now)
+    candidate.manifest = manifest
     report.candidate_version = candidate.version
 
     test = load_inboxes(inboxes_dir(data_dir) / "test")
-    comparison: dict[str, dict[str, Any]] = {
-        "frozen test inboxes": {
-            "current": _summary(evaluate_examples(current, test, "export")),
-            "candidate": _summary(evaluate_examples(candidate, test, "export")),
-        },
-    }
-    cv = result.extra["cv"]
-    user_at = np.arange(len(examples), len(examples) + len(user))
-    comparison["user rows (candidate: cross-validated)"] = {
-        "current": _summary(evaluate_examples(current, user, "export")),
-        "candidate": _summary(
-            classification_report(
-                _softmax_t(cv.export[user_at], result.manifest["temperature"]), cv.y[user_at], candidate.thresholds
-            )
-        ),
-    }
+    comparison: dict[str, dict[str, Any]] = {}
+    if test:
+        comparison["frozen test inboxes"] = {
+            "current": summary(evaluate_examples(current, test, "export")),
+            "candidate": summary(evaluate_examples(candidate, test, "export")),
+        }
+    unseen = unseen_by(current.manifest, user)
+    user_pair = None
+    if fit.oof and len(unseen):
+        y = np.array([LABELS.index(user[i].label) for i in unseen])
+        current_proba = current.predict_proba([user[i].item for i in unseen])
+        user_pair = {
+            "current": summary(classification_report(current_proba, y, current.thresholds)),
+            "candidate": summary(classification_report(fit.chosen_oof[unseen], y, current.thresholds)),
+        }
+        comparison["your new rows (candidate cross-validated)"] = user_pair
     report.comparison = comparison
     log(format_comparison(comparison))
-
-    ok, reason = gate(comparison["frozen test inboxes"]["current"], comparison["frozen test inboxes"]["candidate"])
-    report.reason = reason
-    if dry_run:
-        report.decision = "dry run: nothing promoted"
-    elif ok or force:
-        result.manifest.update(
-            status="promoted", gate={"passed": ok, "reason": reason, "forced": force and not ok}, previous_version=current.version
-        )
-        candidate.manifest = result.manifest
-        artifact.save_model(candidate, model_dir, result.manifest, make_current=True)
-        artifact.record_history(model_dir, "promote", candidate.version, previous=current.version, reason=reason)
-        report.decision = "promoted" + (" (forced)" if force and not ok else "")
-    else:
-        result.manifest.update(status="rejected", gate={"passed": False, "reason": reason})
-        candidate.manifest = result.manifest
-        artifact.save_model(candidate, model_dir, result.manifest, make_current=False)
-        artifact.record_history(model_dir, "reject", candidate.version, previous=current.version, reason=reason)
-        report.decision = "rejected"
-    log(f"{report.decision}: {candidate.version} ({reason})")
+    if "frozen test inboxes" not in comparison:
+        raise RetrainError(f"no test inboxes under {inboxes_dir(data_dir) / 'test'}: the gate needs them")
+    decision = judge(comparison["frozen test inboxes"], user_pair, len(unseen))
+    manifest["metrics"] = dict(manifest.get("metrics") or {})
+    manifest["metrics"]["test_inboxes_export"] = comparison["frozen test inboxes"]["candidate"]
+    if user_pair:
+        manifest["metrics"]["user_rows_cv"] = user_pair["candidate"]
+    report.reason = decision.reason
+    report.decision = promote_or_keep(candidate, model_dir, manifest, decision, current.version, force, dry_run, log)
     return report
+
+
+def train_candidate(
+    current: TriageModel,
+    examples: Sequence[Example],
+    extra: Sequence[Example],
+    user: Sequence[Example],
+    n_jobs: int = 2,
+    log: Callable[[str], None] = print,
+) -> tuple[TriageModel, UserFit]:
+    """The current model's recipe refitted on the corpus plus the user rows at a cross-validated weight.
+
+    Temperature and thresholds are the current model's (they were calibrated on the corpus).
+    """
+    params = {**DEFAULT_PARAMS, **(current.manifest.get("params") or {})}
+    temperature = float(current.manifest.get("temperature") or 1.0)
+    fit = choose_user_weight(examples, extra, user, params, current.thresholds, temperature, n_jobs=n_jobs)
+    for share, score in fit.scores.items():
+        log(f"  share {share:.0%}: macro-F1 {score['macro_f1']:.4f}, genuine as spam {score['genuine_as_spam_rate']:.2%}")
+    log(f"user rows weigh {fit.weight:.1f} each ({fit.share:.0%} of the corpus's weight); training the candidate...")
+    cand_params = {**params, "user_weight": fit.weight}
+    pipe = fold_temperature(fit_pipeline([*examples, *user], cand_params, extra), temperature)
+    return TriageModel(pipe, current.thresholds, {"params": cand_params}), fit
+
+
+def _candidate_manifest(
+    base: dict[str, Any], params: dict[str, Any], fit: UserFit, user: Sequence[Example], now: datetime
+) -> dict[str, Any]:
+    """The current model's manifest, updated for a candidate trained with user rows."""
+    manifest = json.loads(json.dumps({k: v for k, v in base.items() if k not in ("artifact_sha256", "gate", "status")}))
+    manifest.update(
+        version=f"v{now:%Y%m%d-%H%M%S}",
+        created_at=now.isoformat(timespec="seconds"),
+        params=params,
+        base_version=base.get("base_version") or base.get("version"),
+        user_weighting={
+            "share": fit.share,
+            "weight": round(fit.weight, 3),
+            "folds": fit.folds,
+            "cv_by_share": {str(k): v for k, v in fit.scores.items()},
+        },
+    )
+    data = dict(manifest.get("training_data") or {})
+    data.update(user_rows=len(user), user_files=sorted({ex.file for ex in user}))
+    manifest["training_data"] = data
+    return manifest
 
 
 def _append_user_rows(data_dir: Path, frame: pd.DataFrame, now: datetime) -> Path:
@@ -377,9 +416,3 @@ def _append_user_rows(data_dir: Path, frame: pd.DataFrame, now: datetime) -> Pat
     frame[list(USER_COLUMNS)].to_csv(tmp, index=False)
     tmp.replace(path)
     return path
-
-
-def _softmax_t(decision: np.ndarray, temperature: float) -> np.ndarray:
-    from app.model import softmax
-
-    return softmax(decision / temperature)

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 
-from app.artifact import runtime_versions, save_model
+from app.artifact import runtime_versions
 from app.corpus import Example, inboxes_dir, label_counts, load_first_contacts, load_inboxes
 from app.features import BLOCKS, FEATURES_VERSION, make_features
 from app.metrics import classification_report, headline
 from app.model import LABELS, Thresholds, TriageModel, decide, softmax
 from app.signals import registry
+from app.workers import parallel_map
 
 # The shipped configuration; `triage compare` records the alternatives it beat.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -40,8 +40,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "text_only_copies": True,
     "first_contacts": True,
     "first_contact_weight": 1.0,
+    "user_weight": 1.0,  # sample weight of user-labelled rows; retraining chooses it by cross-validation
     "max_iter": 3000,
 }
+USER_HAND = "user"  # the hand of rows labelled by the model's user (labels files, feedback)
 GENUINE_AS_SPAM_TARGET = 0.005  # on out-of-fold predictions, when choosing the spam threshold
 CONFIDENT_ACCURACY_TARGET = 0.97  # accuracy wanted on items that are not sent to review
 MAX_REVIEW_SHARE = 0.15
@@ -62,14 +64,18 @@ def training_rows(
 ) -> tuple[list, list, np.ndarray]:
     """(items, labels, sample weights): inbox items as read, their text-only copies, and extra rows."""
     p = {**DEFAULT_PARAMS, **params}
+
+    def weight(ex: Example) -> float:
+        return float(p["user_weight"]) if ex.hand == USER_HAND else 1.0
+
     items = [ex.item for ex in examples]
     labels = [ex.label for ex in examples]
-    weights = [1.0] * len(examples)
+    weights = [weight(ex) for ex in examples]
     if p["text_only_copies"]:
         copies = [ex for ex in examples if ex.item != ex.item.text_only()]
         items += [ex.item.text_only() for ex in copies]
         labels += [ex.label for ex in copies]
-        weights += [1.0] * len(copies)
+        weights += [weight(ex) for ex in copies]
     items += [ex.item for ex in extra]
     labels += [ex.label for ex in extra]
     weights += [float(p["first_contact_weight"])] * len(extra)
@@ -123,19 +129,10 @@ def grouped_cv(
     folds = min(folds, n_groups)
     y = np.array([LABELS.index(ex.label) for ex in examples])
     splits = list(GroupKFold(n_splits=folds).split(examples, y, groups))
-
-    def run(train_idx: np.ndarray | None, test_idx: np.ndarray | None) -> Any:
-        train = examples if train_idx is None else [examples[i] for i in train_idx]
-        pipe = fit_pipeline(train, params, extra)
-        if test_idx is None:
-            return pipe
-        held = [examples[i].item for i in test_idx]
-        return _decision(pipe, held), _decision(pipe, [it.text_only() for it in held])
-
-    tasks: list[tuple[np.ndarray | None, np.ndarray | None]] = list(splits)
+    tasks: list[tuple[Any, ...]] = [(examples, params, extra, tr, te) for tr, te in splits]
     if fit_full:
-        tasks.insert(0, (None, None))  # the longest task first
-    outputs = Parallel(n_jobs=n_jobs)(delayed(run)(tr, te) for tr, te in tasks)
+        tasks.insert(0, (examples, params, extra, None, None))  # the longest task first
+    outputs = parallel_map(_cv_task, tasks, n_jobs)
     full = outputs.pop(0) if fit_full else None
     export = np.zeros((len(examples), len(LABELS)))
     text = np.zeros((len(examples), len(LABELS)))
@@ -143,6 +140,22 @@ def grouped_cv(
         export[test_idx] = dec_export
         text[test_idx] = dec_text
     return CVResult(export, text, y, folds, n_groups, full)
+
+
+def _cv_task(
+    examples: Sequence[Example],
+    params: dict[str, Any] | None,
+    extra: Sequence[Example],
+    train_idx: np.ndarray | None,
+    test_idx: np.ndarray | None,
+) -> Any:
+    """One fold: fit on its training inboxes, score the held-out ones as read and as texts (or the full fit)."""
+    train = examples if train_idx is None else [examples[i] for i in train_idx]
+    pipe = fit_pipeline(train, params, extra)
+    if test_idx is None:
+        return pipe
+    held = [examples[i].item for i in test_idx]
+    return _decision(pipe, held), _decision(pipe, [it.text_only() for it in held])
 
 
 def fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
@@ -279,9 +292,21 @@ def evaluate_examples(model: TriageModel, examples: Sequence[Example], mode: str
 
 
 def train_and_save(
-    data_dir: Path, out_dir: Path, params: dict[str, Any] | None = None, make_current: bool = True, folds: int = 5
+    data_dir: Path,
+    out_dir: Path,
+    params: dict[str, Any] | None = None,
+    folds: int = 5,
+    force: bool = False,
+    log: Any = print,
 ) -> TrainResult:
-    """Train on data/, evaluate on the independent test inboxes, save a new version."""
+    """Train on data/, evaluate on the independent test inboxes, gate against the current model, save.
+
+    The new version is promoted through the same gate as a retrain (`app.gate`, with no user
+    rows: the test inboxes decide) unless there is no usable current model or `force`.
+    """
+    from app.artifact import load_model
+    from app.gate import Decision, format_comparison, judge, promote_or_keep, summary
+
     examples, extra = load_training_examples(data_dir, params)
     if not examples:
         raise ValueError(f"no labelled inboxes under {inboxes_dir(data_dir) / 'train'}: run `triage corpus build` first")
@@ -292,6 +317,23 @@ def train_and_save(
             report = evaluate_examples(result.model, test, mode)
             result.reports[f"test_inboxes_{mode}"] = report
             result.manifest["metrics"][f"test_inboxes_{mode}"] = headline(report)
-    result.model.manifest = result.manifest
-    result.extra["path"] = save_model(result.model, out_dir, result.manifest, make_current=make_current)
+    try:
+        current: TriageModel | None = load_model(Path(out_dir))
+    except Exception as exc:  # no store yet, or a model this code cannot use: nothing to compare with
+        log(f"no usable current model ({str(exc).splitlines()[0]}): the new model becomes current")
+        current = None
+    if current is None or not test:
+        decision = Decision(True, "first model in this store" if current is None else "no test inboxes to compare on")
+    else:
+        pair = {
+            "current": summary(evaluate_examples(current, test, "export")),
+            "candidate": summary(result.reports["test_inboxes_export"]),
+        }
+        log(format_comparison({"frozen test inboxes": pair}))
+        decision = judge(pair, None, 0)
+    outcome = promote_or_keep(
+        result.model, Path(out_dir), result.manifest, decision, current.version if current else None, force=force, log=log
+    )
+    result.manifest = result.model.manifest
+    result.extra.update(path=Path(out_dir) / "versions" / result.manifest["version"], outcome=outcome)
     return result

@@ -74,3 +74,18 @@ def test_word_evidence_adds_up_to_the_word_and_character_contributions(fitted, t
 )
 def test_our_steps_pass_scikit_learns_estimator_checks_that_apply(estimator, check):
     check(type(estimator).__name__, clone(estimator))
+
+
+def test_text_vectorizer_saves_its_vocabulary_packed_and_loads_the_same(tmp_path):
+    import skops.io as sio
+
+    from app.features import TextVectorizer
+
+    texts = ["are we still on for friday?", "we help SaaS teams book demos", "kindly send the fee via telegram"]
+    vec = TextVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit(texts)
+    state = vec.__getstate__()
+    assert "vocabulary_" not in state and isinstance(state["packed_vocabulary_"], str)
+    sio.dump(vec, tmp_path / "vec.skops")
+    loaded = sio.load(tmp_path / "vec.skops", trusted=["app.features.TextVectorizer"])
+    assert loaded.vocabulary_ == vec.vocabulary_
+    assert (loaded.transform(texts) != vec.transform(texts)).nnz == 0
