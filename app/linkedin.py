@@ -16,12 +16,12 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from app.items import Item, ThreadMessage, build_item, parse_datetime
+from app.owner import Owner, OwnerEvidence, is_url, name_key, normalise_url
 from app.sources import (
     COACH_FILE,
     DRAFT,
@@ -44,7 +44,6 @@ from app.sources import (
 )
 
 NO_CONVERSATIONS = "no conversations found"
-_ANONYMOUS = {"linkedin member", "linkedin"}
 _COACH_WORDS = ("coach", "guide", "learning", "role_play", "roleplay")
 
 # --------------------------------------------------------------------------------------
@@ -65,120 +64,6 @@ def parse_export_time(value: Any, field_name: str) -> datetime | None:
         with contextlib.suppress(ValueError):
             return datetime.strptime(text, fmt).replace(tzinfo=UTC)
     raise ValueError(f"{field_name}: cannot read the date {value!r}")
-
-
-def normalise_url(url: str | None) -> str:
-    """A profile URL without scheme, 'www.', query or trailing slash, lower-cased."""
-    text = (url or "").strip().lower()
-    text = re.sub(r"^[a-z]+://", "", text)
-    text = re.sub(r"^www\.", "", text)
-    return re.split(r"[?#]", text, maxsplit=1)[0].rstrip("/")
-
-
-def _name_key(name: str | None) -> str:
-    return " ".join(html.unescape(name or "").split()).casefold()
-
-
-def _is_url(value: str) -> bool:
-    low = value.strip().lower()
-    return low.startswith(("http://", "https://", "www.")) or "linkedin.com/" in low or "/in/" in low
-
-
-@dataclass
-class Owner:
-    """The account owner: the names and profile URLs that mean 'me' in the export."""
-
-    names: set[str]
-    urls: set[str]
-    display: str
-    how: str
-
-    @classmethod
-    def from_me(cls, me: str) -> Owner:
-        if _is_url(me):
-            return cls(set(), {normalise_url(me)}, me.strip(), "given with --me")
-        return cls({_name_key(me)}, set(), me.strip(), "given with --me")
-
-    def matches(self, name: str | None, url: str | None) -> bool:
-        if url and url.strip() and self.urls:
-            return normalise_url(url) in self.urls
-        key = _name_key(name)
-        return bool(key) and key not in _ANONYMOUS and key in self.names
-
-
-class _OwnerEvidence:
-    """Counts gathered in one pass over messages.csv to find who the owner is."""
-
-    def __init__(self) -> None:
-        self.conversations: Counter[tuple[str, str]] = Counter()  # identity -> conversations it is in
-        self.as_recipient: Counter[tuple[str, str]] = Counter()
-        self.url_names: Counter[tuple[str, str]] = Counter()  # (url, name) seen together as sender
-        self.single_recipient: Counter[tuple[str, str]] = Counter()  # (url, to-name) for one-recipient rows
-        self.display: dict[str, str] = {}
-        self.has_recipient_urls = False
-        self._block: set[tuple[str, str]] = set()
-
-    def _name(self, name: str) -> tuple[str, str] | None:
-        key = _name_key(name)
-        if not key or key in _ANONYMOUS:
-            return None
-        self.display.setdefault(key, " ".join(html.unescape(name).split()))
-        return ("name", key)
-
-    def add_row(self, row: Mapping[str, str]) -> None:
-        sender_name, sender_url = row.get("from", ""), normalise_url(row.get("sender profile url"))
-        to = row.get("to", "")
-        urls = [normalise_url(u) for u in (row.get("recipient profile urls") or "").split(",") if u.strip()]
-        if urls:
-            self.has_recipient_urls = True
-        ids: set[tuple[str, str]] = set()
-        recipients: set[tuple[str, str]] = set()
-        if sender_url:
-            ids.add(("url", sender_url))
-            key = _name_key(sender_name)
-            if key and key not in _ANONYMOUS:
-                self.url_names[(sender_url, key)] += 1
-        if (n := self._name(sender_name)) is not None:
-            ids.add(n)
-        for part in {to, *to.split(", ")}:
-            if (n := self._name(part)) is not None:
-                recipients.add(n)
-        recipients.update(("url", u) for u in urls)
-        if len(urls) == 1 and (n := self._name(to)) is not None:
-            self.single_recipient[(urls[0], n[1])] += 1
-        self._block |= ids | recipients
-        self.as_recipient.update(recipients)
-
-    def end_conversation(self) -> None:
-        self.conversations.update(self._block)
-        self._block = set()
-
-    def owner(self) -> Owner | None:
-        self.end_conversation()
-        kind = "url" if self.has_recipient_urls else "name"
-        candidates = [(n, self.as_recipient[i], i) for i, n in self.conversations.items() if i[0] == kind]
-        if not candidates:
-            return None
-        candidates.sort(key=lambda c: (-c[0], -c[1], c[2]))
-        n_conv, _, (_, value) = candidates[0]
-        how = f"inferred from messages: in {n_conv} conversation{'s' if n_conv != 1 else ''}"
-        if len(candidates) > 1 and candidates[1][:2] == candidates[0][:2]:
-            how += " (a tie: pass --me to be sure)"
-        if kind == "url":
-            names = {name for (url, name) in self.url_names if url == value}
-            names |= {name for (url, name) in self.single_recipient if url == value}
-            shown = max(names, key=lambda k: self.url_names[(value, k)] + self.single_recipient[(value, k)], default=None)
-            return Owner(names, {value}, self.display.get(shown, value) if shown else value, how)
-        urls = {url for (url, name) in self.url_names if name == value}
-        return Owner({value}, urls, self.display.get(value, value), how)
-
-    def aliases_for(self, owner: Owner) -> None:
-        """Add the names used with the owner's URLs and the URLs used with the owner's names."""
-        for url, name in list(self.url_names) + list(self.single_recipient):
-            if url in owner.urls:
-                owner.names.add(name)
-        if not owner.urls:
-            owner.urls.update(url for url, name in self.url_names if name in owner.names)
 
 
 # --------------------------------------------------------------------------------------
@@ -261,19 +146,19 @@ class _People:
         """True or False when Connections.csv was read, None when it was not."""
         if not self.has_connections:
             return None
-        keys = {normalise_url(url), "name:" + _name_key(name)} - {"", "name:"}
+        keys = {normalise_url(url), "name:" + name_key(name)} - {"", "name:"}
         return bool(keys & self.connections)
 
     def add_connection(self, name: str, url: str, day: datetime) -> None:
-        self.connections.update({normalise_url(url), "name:" + _name_key(name)} - {"", "name:"})
+        self.connections.update({normalise_url(url), "name:" + name_key(name)} - {"", "name:"})
         if key := normalise_url(url):
             self.by_url[key] = day
-        if key := _name_key(name):
+        if key := name_key(name):
             self.by_name[key] = day if self.by_name.get(key, day) == day else None
 
     def add_invitation(self, name: str, url: str, when: datetime) -> None:
         """An invitation's exact time wins over a Connections date of the same day, or stands alone."""
-        for table, key in ((self.by_url, normalise_url(url)), (self.by_name, _name_key(name))):
+        for table, key in ((self.by_url, normalise_url(url)), (self.by_name, name_key(name))):
             if not key:
                 continue
             if key not in table:
@@ -284,7 +169,7 @@ class _People:
     def connected_at(self, name: str, url: str) -> datetime | None:
         if url and (hit := self.by_url.get(normalise_url(url))):
             return hit
-        return self.by_name.get(_name_key(name))
+        return self.by_name.get(name_key(name))
 
 
 def _message_text(value: str | None) -> str:
@@ -346,7 +231,7 @@ class _Export:
                     self._read_connections(src, people)
             invitations = [src for kind, src in members if kind == "invitations"]
             messages = [src for kind, src in members if kind == "messages"]
-            evidence = _OwnerEvidence()
+            evidence = OwnerEvidence()
             invite_owner: Counter[tuple[str, str]] = Counter()
             for src in invitations:
                 self._scan_invitations(src, people, invite_owner)
@@ -389,7 +274,7 @@ class _Export:
                 other_name, other_url = row.get("from", ""), row.get("inviterprofileurl", "")
             else:
                 continue
-            if _name_key(me_name):
+            if name_key(me_name):
                 owner[("name", me_name.strip())] += 1
             if me_url:
                 owner[("url", normalise_url(me_url))] += 1
@@ -398,7 +283,7 @@ class _Export:
                 if when is not None:
                     people.add_invitation(other_name, other_url, when)
 
-    def _scan_messages(self, src: Source, evidence: _OwnerEvidence) -> None:
+    def _scan_messages(self, src: Source, evidence: OwnerEvidence) -> None:
         previous = None
         for _, row in _table(src, self.report, _is_messages_header, self.limits):
             if isinstance(row, str):
@@ -410,7 +295,7 @@ class _Export:
             evidence.add_row(row)
         evidence.end_conversation()
 
-    def _owner(self, evidence: _OwnerEvidence, invite_owner: Counter[tuple[str, str]]) -> Owner | None:
+    def _owner(self, evidence: OwnerEvidence, invite_owner: Counter[tuple[str, str]]) -> Owner | None:
         owner: Owner | None
         if self.me:
             owner = Owner.from_me(self.me)
@@ -418,7 +303,7 @@ class _Export:
             names = [v for (k, v), _ in invite_owner.most_common() if k == "name"]
             urls = {v for (k, v) in invite_owner if k == "url"}
             top = names[0] if names else next(iter(urls))
-            owner = Owner({_name_key(top)} if names else set(), urls, top, "inferred from Invitations.csv")
+            owner = Owner({name_key(top)} if names else set(), urls, top, "inferred from Invitations.csv")
         else:
             owner = evidence.owner()
         if owner is None:
@@ -488,7 +373,7 @@ class _Export:
         history: list[tuple[str, ThreadMessage]] = []  # (sender key or "", message) so far, oldest first
         for position, (when, _, line, row, own) in enumerate(timeline):
             message = ThreadMessage("outbound" if own else "inbound", _message_text(row.get("content")), when)
-            sender = "" if own else (normalise_url(row.get("sender profile url")) or "name:" + _name_key(row.get("from")))
+            sender = "" if own else (normalise_url(row.get("sender profile url")) or "name:" + name_key(row.get("from")))
             record = out[line]
             if not own and record.skipped is None:
                 thread = [m for key, m in history if key in ("", sender)]
@@ -513,7 +398,7 @@ class _Export:
     ) -> Item:
         sender_name = _decoded(row.get("from"))
         url = row.get("sender profile url", "")
-        recipient = owner.display if owner and owner.names and not _is_url(owner.display) else _decoded(row.get("to"))
+        recipient = owner.display if owner and owner.names and not is_url(owner.display) else _decoded(row.get("to"))
         sent_at = when if when.year > 1 else None
         return build_item(
             _message_text(row.get("content")),
@@ -584,8 +469,8 @@ def _conversation_key(row: Mapping[str, str]) -> tuple[str, ...]:
     cid = (row.get("conversation id") or "").strip()
     if cid:
         return ("id", cid)
-    pair = sorted({_name_key(row.get("from")), _name_key(row.get("to"))})
-    return ("people", _name_key(row.get("conversation title")), *pair)
+    pair = sorted({name_key(row.get("from")), name_key(row.get("to"))})
+    return ("people", name_key(row.get("conversation title")), *pair)
 
 
 def _is_own(row: Mapping[str, str], owner: Owner | None) -> bool:
