@@ -26,16 +26,18 @@ lint: ## ruff lint and format check, mypy on app/
 format: ## apply ruff's formatting
 	$(VENV)/bin/ruff format .
 
-train: ## retrain the shipped model on data/ and write a new version into model/
+train: ## render the corpus and train a new version into model/ (through the gate)
+	$(VENV)/bin/triage corpus build
 	$(VENV)/bin/triage train
 
-evaluate: ## evaluate the current model on data/test.csv; writes reports/metrics.json
+evaluate: ## evaluate the current model on the test inboxes; writes reports/metrics.json
 	$(VENV)/bin/triage evaluate
 
 compare: ## compare model alternatives in grouped cross-validation; writes reports/model_selection.json
 	$(VENV)/bin/triage compare
 
-bench: ## run the benchmark scripts (service, batch, retrain)
+bench: ## run the benchmark scripts (service, batch, Dask, the retraining curve)
 	$(PY) scripts/bench_api.py
 	$(PY) scripts/bench_batch.py
-	$(PY) scripts/bench_retrain.py
+	$(PY) scripts/bench_dask.py
+	$(PY) scripts/bench_adaptation.py

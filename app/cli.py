@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from app.artifact import load_model
-    from app.corpus import inboxes_dir
+    from app.corpus import rendered_inboxes
     from app.evaluate import evaluate_test_inboxes
     from app.metrics import format_report
     from app.scoring import Scorer
@@ -144,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = _settings()
     model = load_model(Path(args.model) if args.model else settings.model_dir)
     data_dir = Path(args.data) if args.data else settings.data_dir
-    reports = evaluate_test_inboxes(Scorer(model), inboxes_dir(data_dir) / "test")
+    reports = evaluate_test_inboxes(Scorer(model), rendered_inboxes(data_dir, "test"))
     for name, report in reports.items():
         print(format_report(f"{model.version}: {name}", report))
     out = Path(args.report) if args.report else settings.reports_dir / "metrics.json"
@@ -152,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = model.manifest.get("metrics", {})
     payload = {
         "model_version": model.version,
-        "data": str(inboxes_dir(data_dir) / "test"),
+        "data": str(rendered_inboxes(data_dir, "test")),
         "grouped_cv_text": metrics.get("grouped_cv_text"),
         "grouped_cv_export": metrics.get("grouped_cv_export"),
         **reports,

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from app.items import Item
 from app.signals import registry
-from app.text import Prepared
+from app.text import Prepared, greets_someone_else
 
 ANONYMOUS_SENDERS = frozenset({"linkedin member", "linkedin"})
 _DAY = 24 * 60
@@ -40,6 +40,7 @@ CONTEXT_FUNCTIONS: dict[str, Callable[[Item], bool]] = {
     "not_a_connection": lambda it: _is(it.is_connection, False),
     "just_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected < _DAY,
     "long_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected > _YEAR,
+    "greets_someone_else": greets_someone_else,
     "anonymous_sender": lambda it: (it.sender_name or "").strip().lower() in ANONYMOUS_SENDERS,
     "few_connections": lambda it: it.sender_connections is not None and it.sender_connections < 50,
     "has_mutual_connections": lambda it: (it.mutual_connections or 0) > 0,

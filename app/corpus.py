@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,11 @@ def inboxes_dir(data_dir: Path) -> Path:
 
 
 def build_inboxes(data_dir: Path) -> dict[str, int]:
-    """Render every authored inbox into train/ or test/ (replacing what was there); counts per split."""
+    """Render every authored inbox into train/ or test/ (replacing what was there); counts per split.
+
+    Each split is written into a temporary folder and renamed into place, so a reader never
+    sees half a split.
+    """
     root = inboxes_dir(data_dir)
     counts = {"train": 0, "test": 0}
     rendered: dict[str, dict[str, dict[str, str]]] = {"train": {}, "test": {}}
@@ -53,16 +59,31 @@ def build_inboxes(data_dir: Path) -> dict[str, int]:
         split = "test" if source.hand.startswith(TEST_HAND_PREFIX) else "train"
         rendered[split][source.inbox] = render_export(source)
     for split, inboxes in rendered.items():
-        target = root / split
-        if target.exists():
-            shutil.rmtree(target)
-        for inbox, files in sorted(inboxes.items()):
-            folder = target / inbox
-            folder.mkdir(parents=True)
-            for name, content in files.items():
-                (folder / name).write_text(content, encoding="utf-8", newline="")
-            counts[split] += 1
+        tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=root))
+        try:
+            for inbox, files in sorted(inboxes.items()):
+                folder = tmp / inbox
+                folder.mkdir(parents=True)
+                for name, content in files.items():
+                    (folder / name).write_text(content, encoding="utf-8", newline="")
+                counts[split] += 1
+            os.chmod(tmp, 0o755)
+            target = root / split
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return counts
+
+
+def rendered_inboxes(data_dir: Path, split: str) -> Path:
+    """The rendered exports of a split (train or test), rendering the sources first if they never were."""
+    root = inboxes_dir(data_dir)
+    folder = root / split
+    if not folder.is_dir() and (root / "src").is_dir():
+        build_inboxes(data_dir)
+    return folder
 
 
 def _sha1(text: str) -> str:

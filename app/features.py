@@ -36,7 +36,7 @@ from app.text import Prepared, norm_text, prepare, thread_text
 
 # Bump when a change here or in app/text.py, app/signals.py, app/context.py or app/rules changes
 # what a fitted pipeline computes: saved models record it and loading refuses a mismatch.
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 # Words of two or more letters, or a single symbol that is not punctuation (emoji, $, ₹, ?, !).
 WORD_PATTERN = r"(?u)\w\w+|[^\w\s.,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
 _WORD = re.compile(WORD_PATTERN)

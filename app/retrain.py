@@ -28,7 +28,7 @@ import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from app import artifact
-from app.corpus import Example, inboxes_dir, load_inboxes
+from app.corpus import Example, inboxes_dir, load_inboxes, rendered_inboxes
 from app.gate import format_comparison, judge, promote_or_keep, summary
 from app.inbox import detect_format, read_jsonl, read_plain_csv
 from app.items import ITEM_FIELDS, Item
@@ -327,7 +327,7 @@ def retrain(
     candidate.manifest = manifest
     report.candidate_version = candidate.version
 
-    test = load_inboxes(inboxes_dir(data_dir) / "test")
+    test = load_inboxes(rendered_inboxes(data_dir, "test"))
     comparison: dict[str, dict[str, Any]] = {}
     if test:
         comparison["frozen test inboxes"] = {

@@ -144,6 +144,25 @@ def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
 
 
+def _fold_name(name: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", name.casefold()) if not unicodedata.combining(c))
+
+
+def greets_someone_else(item: Item) -> bool:
+    """The text opens by greeting a first name that is not the recipient's ("Hi Marta, ..." to Sofia).
+
+    Known only when the recipient's name is (an export gives it): the wrong-number opener
+    of scams, and a message meant for someone else.
+    """
+    if not item.recipient_name:
+        return False
+    m = _GREETING_NAME.match(item.text)
+    if not m or m.group("name").lower() in _NOT_NAMES or not m.group("name")[0].isupper():
+        return False
+    mine = {_fold_name(part.strip(".")) for part in item.recipient_name.replace(",", " ").split()}
+    return _fold_name(m.group("name")) not in mine
+
+
 def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     names = _known_names(item)

@@ -25,12 +25,12 @@ from sklearn.model_selection import GroupKFold
 from app.corpus import Example
 from app.metrics import classification_report
 from app.model import LABELS, Thresholds, softmax
-from app.train import DEFAULT_PARAMS, USER_HAND, make_pipeline, training_rows
+from app.train import DEFAULT_PARAMS, USER_HAND, has_text_only_copy, make_pipeline, training_rows
 from app.workers import parallel_map
 
-USER_SHARES = (0.03, 0.1, 0.3)  # the user rows' total weight as a share of the corpus's, tried in turn
+USER_SHARES = (0.03, 0.1, 0.3, 1.0)  # the user rows' total weight as a share of the corpus's, tried in turn
 MAX_USER_WEIGHT = 200.0  # one user row never counts for more than this many corpus rows
-MAX_FOLDS = 5
+MAX_FOLDS = 3  # grouped folds on the user rows: each fold refits the features on the whole corpus
 MIN_ROWS_TO_CHOOSE = 12  # fewer rows than this: the middle share, no cross-validation
 
 
@@ -95,7 +95,7 @@ def _fold_task(
 def _user_rows(user: Sequence[Example], params: dict[str, Any]) -> list[Example]:
     """User rows as training_rows expands them (with a text-only copy when they carry context)."""
     p = {**DEFAULT_PARAMS, **params}
-    copies = [ex for ex in user if p["text_only_copies"] and ex.item != ex.item.text_only()]
+    copies = [ex for ex in user if p["text_only_copies"] and has_text_only_copy(ex)]
     return [*user, *copies]
 
 
@@ -107,7 +107,7 @@ def _user_mask(
     examples = [*corpus, *user]
     mask = [ex.hand == USER_HAND for ex in examples]
     if p["text_only_copies"]:
-        mask += [ex.hand == USER_HAND for ex in examples if ex.item != ex.item.text_only()]
+        mask += [ex.hand == USER_HAND for ex in examples if has_text_only_copy(ex)]
     mask += [False] * len(extra)
     return np.asarray(mask, dtype=bool)
 

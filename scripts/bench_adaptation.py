@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.artifact import load_model  # noqa: E402
-from app.corpus import Example, inboxes_dir, load_first_contacts, load_inboxes, read_labelled_export  # noqa: E402
+from app.corpus import Example, load_first_contacts, load_inboxes, read_labelled_export, rendered_inboxes  # noqa: E402
 from app.metrics import classification_report  # noqa: E402
 from app.model import LABELS, TriageModel  # noqa: E402
 from app.retrain import train_candidate  # noqa: E402
@@ -78,7 +78,8 @@ def base_model(kind: str, data: Path) -> tuple[TriageModel, list[Example], list[
     shipped = load_model(ROOT / "model")
     params = {**DEFAULT_PARAMS, **shipped.manifest["params"]}
     if kind == "shipped":
-        return shipped, load_inboxes(inboxes_dir(data) / "train"), load_first_contacts(data) if params["first_contacts"] else []
+        extra = load_first_contacts(data) if params["first_contacts"] else []
+        return shipped, load_inboxes(rendered_inboxes(data, "train")), extra
     extra = load_first_contacts(data)
     params = {**params, "blocks": [b for b in params["blocks"] if b != "thread"]}
     pipe = fold_temperature(fit_pipeline([], params, extra), shipped.manifest["temperature"])
@@ -96,7 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     data = ROOT / "data"
     base, corpus, extra = base_model(args.base, data)
-    folders = sorted(p for p in (inboxes_dir(data) / "test").iterdir() if (p / "labels.csv").is_file())
+    folders = sorted(p for p in rendered_inboxes(data, "test").iterdir() if (p / "labels.csv").is_file())
     by_hand: dict[str, list[Path]] = defaultdict(list)
     for folder in folders:
         by_hand[folder.name.split("-")[0]].append(folder)

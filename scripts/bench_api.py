@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.artifact import load_model  # noqa: E402
-from app.corpus import load_inboxes  # noqa: E402
+from app.corpus import load_inboxes, rendered_inboxes  # noqa: E402
 from app.schemas import EXAMPLE_ITEM, ItemIn, verdict_payload  # noqa: E402
 from app.scoring import Scorer  # noqa: E402
 from app.service import TriageService  # noqa: E402
@@ -74,7 +74,7 @@ class Result:
 def sample_bodies(limit: int = 200) -> list[dict[str, Any]]:
     """Request bodies: the texts of the independent test inboxes, in turn (else the schema's example)."""
     bodies: list[dict[str, Any]] = []
-    for ex in load_inboxes(ROOT / "data" / "inboxes" / "test")[:limit]:
+    for ex in load_inboxes(rendered_inboxes(ROOT / "data", "test"))[:limit]:
         body: dict[str, Any] = {"kind": ex.item.kind, "text": ex.item.text}
         if ex.item.sender_name:
             body["sender"] = {"name": ex.item.sender_name}

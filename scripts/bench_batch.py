@@ -36,9 +36,9 @@ SECTION = "## Batch scoring"
 
 
 def inbox_texts() -> list[tuple[str, str, str]]:
-    from app.corpus import load_inboxes
+    from app.corpus import load_inboxes, rendered_inboxes
 
-    return [(ex.item.text, ex.item.kind, ex.label) for ex in load_inboxes(ROOT / "data" / "inboxes" / "train")]
+    return [(ex.item.text, ex.item.kind, ex.label) for ex in load_inboxes(rendered_inboxes(ROOT / "data", "train"))]
 
 
 def make_inbox(path: Path, rows: int, texts: list[tuple[str, str, str]], seed: int = 7) -> None:
@@ -120,7 +120,9 @@ print(time.perf_counter() - start)
 
 
 def run_plain(inbox: Path, out: Path) -> float:
-    code = PLAIN.format(root=str(ROOT), train=str(ROOT / "data" / "inboxes" / "train"), inbox=str(inbox), out=str(out))
+    from app.corpus import rendered_inboxes
+
+    code = PLAIN.format(root=str(ROOT), train=str(rendered_inboxes(ROOT / "data", "train")), inbox=str(inbox), out=str(out))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 

@@ -46,7 +46,14 @@ def test_clear_cases_get_their_verdict(shipped_model, label, text):
     assert verdict.verdict == label, (verdict.scores, [r.description for r in verdict.reasons])
 
 
-NAMES = [("Gary", "Anderson"), ("Ngozi", "Okafor"), ("Priya", "Iyer"), ("Jonas", "Müller"), ("María", "García"), ("Wanjiru", "Kamau")]
+NAMES = [
+    ("Gary", "Anderson"),
+    ("Ngozi", "Okafor"),
+    ("Priya", "Iyer"),
+    ("Jonas", "Müller"),
+    ("María", "García"),
+    ("Wanjiru", "Kamau"),
+]
 NAMED_TEXTS = [
     "Hi {first}, great meeting you at the DevFest meetup last week. Let's keep in touch!",
     "Hi {first}, I was impressed with your profile. We help companies like yours grow revenue, open to a 15 minute call?",

@@ -45,7 +45,12 @@ CASES: dict[str, tuple[Path, list[str]]] = {
             "max |intercept + contributions - decision value|",
             "misfiled",
             "share of top-3 reasons",
+            "signals measured on",
         ],
+    ),
+    "03-retraining.ipynb": (
+        NOTEBOOKS,
+        ["shipped model: base", "first-contact model: base", "mean_gain"],
     ),
 }
 

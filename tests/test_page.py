@@ -110,6 +110,8 @@ def test_paste_a_message_and_see_the_verdict_within_two_seconds(server, page):
     assert page.inner_text("#verdict") in {"genuine", "sales_pitch", "spam"}
     assert page.locator("#result .summary").inner_text().startswith("Looks like")
     assert page.locator("#result .bar .seg").count() == 3
+    segments = [page.locator("#result .bar .seg").nth(i).bounding_box()["width"] for i in range(3)]
+    assert abs(sum(segments) - page.locator("#result .bar").bounding_box()["width"]) < 3  # the scores fill the bar
     assert_local(page, server)
 
 

@@ -80,6 +80,10 @@ CONTEXT_EXAMPLES = {
     "not_a_connection": (Item(text="hi", is_connection=False), Item(text="hi", is_connection=True)),
     "just_connected": (Item(text="thanks!", minutes_since_connected=30), Item(text="thanks!", minutes_since_connected=5000)),
     "long_connected": (Item(text="hey", minutes_since_connected=600_000), Item(text="hey", minutes_since_connected=60)),
+    "greets_someone_else": (
+        Item(text="Hi Marta, are we still on for dinner Friday?", recipient_name="Sofía Núñez"),
+        Item(text="Hi Sofia, are we still on for dinner Friday?", recipient_name="Sofía Núñez"),
+    ),
     "anonymous_sender": (Item(text="<p>Hi</p>", sender_name="LinkedIn Member"), Item(text="<p>Hi</p>", sender_name="Ana Ruiz")),
     "few_connections": (Item(text="hi", sender_connections=3), Item(text="hi", sender_connections=800)),
     "mutual_connections": (Item(text="hi", mutual_connections=12), Item(text="hi", mutual_connections=0)),
@@ -109,3 +113,15 @@ def test_a_lexicon_file_naming_an_unknown_signal_is_refused(tmp_path):
     (tmp_path / "lexicons" / "en.toml").write_text('[phrases]\ny = ["a"]\n', encoding="utf-8")
     with pytest.raises(ValueError, match="'y' is not a lexicon signal"):
         load_registry(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        Item(text="Hi Marta, are we still on for dinner Friday?"),  # the recipient is not known: nothing to compare
+        Item(text="Hi team, are we still on for Friday?", recipient_name="Sofía Núñez"),
+        Item(text="Hello Mr Núñez, thanks for the call", recipient_name="Sofia Nunez"),
+    ],
+)
+def test_greeting_someone_else_needs_a_known_recipient_and_another_name(item):
+    assert context_signal_values(item)["greets_someone_else"] == 0.0

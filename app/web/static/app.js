@@ -27,7 +27,11 @@ function pct(x) { return `${Math.round(100 * x)}%`; }
 
 function scoreBar(scores) {
   const bar = el("div", { class: "bar", role: "img", "aria-label": LABELS.map((l) => `${l} ${pct(scores[l])}`).join(", ") });
-  for (const label of LABELS) bar.append(el("span", { class: `seg ${label}`, style: `width:${100 * scores[label]}%`, title: `${label} ${pct(scores[label])}` }));
+  for (const label of LABELS) {
+    const seg = el("span", { class: `seg ${label}`, title: `${label} ${pct(scores[label])}` });
+    seg.style.width = `${100 * scores[label]}%`; // through the CSSOM: the page's CSP blocks style attributes
+    bar.append(seg);
+  }
   return bar;
 }
 
