@@ -34,8 +34,9 @@ CONTEXT_FUNCTIONS: dict[str, Callable[[Item], bool]] = {
     "owner_started": lambda it: _is(it.owner_started, True),
     "owner_replied_after": lambda it: _is(it.owner_replied_after, True),
     "no_reply_after": lambda it: _is(it.owner_replied_after, False),
-    "second_unanswered": lambda it: _is(it.prior_unanswered, 1),
-    "third_unanswered": lambda it: (it.prior_unanswered or 0) >= 2,
+    # Only where the owner never wrote: friends send several messages in a row too (corpus v2 audit).
+    "second_unanswered": lambda it: _is(it.prior_unanswered, 1) and _is(it.owner_messages_before, 0),
+    "third_unanswered": lambda it: (it.prior_unanswered or 0) >= 2 and _is(it.owner_messages_before, 0),
     "ongoing_thread": lambda it: (it.owner_messages_before or 0) >= 2 and (it.sender_messages_before or 0) >= 2,
     "not_a_connection": lambda it: _is(it.is_connection, False),
     "just_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected < _DAY,

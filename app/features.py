@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -36,7 +35,7 @@ from app.text import Prepared, norm_text, prepare, thread_text
 
 # Bump when a change here or in app/text.py, app/signals.py, app/context.py or app/rules changes
 # what a fitted pipeline computes: saved models record it and loading refuses a mismatch.
-FEATURES_VERSION = 4
+FEATURES_VERSION = 5
 # Words of two or more letters, or a single symbol that is not punctuation (emoji, $, ₹, ?, !).
 WORD_PATTERN = r"(?u)\w\w+|[^\w\s.,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
 _WORD = re.compile(WORD_PATTERN)
@@ -147,7 +146,7 @@ class WordEvidence:
 def word_evidence(
     prepared: Prepared,
     union: FeatureUnion,
-    row: sp.csr_matrix,
+    row: Any,  # a CSR row, or anything with its `indices` and `data`
     weights: np.ndarray,
     offset: dict[str, int],
     char_cache: dict[str, tuple[int, ...]] | None = None,

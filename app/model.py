@@ -23,7 +23,7 @@ from app.fast import FastFeatures
 from app.features import WordEvidence, block_offsets, split_name, word_evidence
 from app.items import Item
 from app.signals import registry, signal_spans
-from app.text import Prepared, prepare
+from app.text import NAME_TOKEN, Prepared, prepare
 
 LABELS = ("genuine", "sales_pitch", "spam")
 DEFAULT_REASONS = 3
@@ -145,9 +145,9 @@ def stopwords() -> frozenset[str]:
 
 
 def is_content(word: str) -> bool:
-    """A word a reader can check: letters or digits, not a function word."""
+    """A word a reader can check: letters or digits, not a function word, not a person's name."""
     core = word.strip(".,;:!?¡¿()[]{}\"'`*_-").lower().replace("’", "").replace("'", "")
-    return bool(core) and any(ch.isalnum() for ch in core) and core not in stopwords()
+    return bool(core) and any(ch.isalnum() for ch in core) and core not in stopwords() and core != NAME_TOKEN
 
 
 def summarise(label: str, confidence: float, review: bool, reasons: Sequence[Reason]) -> str:
@@ -213,7 +213,7 @@ class TriageModel:
         """The block name ('word', 'char', 'thread', 'signal', 'context') of each column index."""
         return self._block_names[np.searchsorted(self._block_starts, columns, side="right") - 1]
 
-    def reasons(self, prepared: Prepared, row: sp.csr_matrix, k: int, n: int = DEFAULT_REASONS) -> tuple[Reason, ...]:
+    def reasons(self, prepared: Prepared, row: RowView | sp.csr_matrix, k: int, n: int = DEFAULT_REASONS) -> tuple[Reason, ...]:
         """The top `n` pieces of evidence for class k: phrases of the text, named signals, the conversation.
 
         `prepared` must carry offsets (prepare(item, with_offsets=True)), so phrases point into the text.
@@ -226,7 +226,6 @@ class TriageModel:
         words = word_evidence(prepared, self.union, row, weights, self.offsets, self._char_cache)
         candidates += _phrases(prepared, words)
         thread_total, thread_words = 0.0, []
-        style_total, style_names = 0.0, []
         signals = registry().signals
         names = self.feature_names
         for j, value, block in zip(row.indices.tolist(), row.data.tolist(), self.blocks_of(row.indices), strict=True):
@@ -236,8 +235,6 @@ class TriageModel:
             if block in ("signal", "context") and contribution > 0:
                 name = split_name(str(names[j]))[1]
                 if name in signals and signals[name].style:
-                    style_total += contribution
-                    style_names.append(name)
                     continue
                 spans = tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, name)) if block == "signal" else ()
                 candidates.append(Reason(str(names[j]), float(contribution), describe(str(names[j])), spans))
@@ -249,10 +246,9 @@ class TriageModel:
         if thread_total > 0 and thread_words:
             top = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
             candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({top})"))
+        # Length and the like (style signals) count in the score and in `explain`, never as a reason:
+        # "it is short" tells a reader nothing they can check.
         candidates = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
-        if len(candidates) < n and style_total > 0:  # length and the like: last, and only when nothing better is left
-            what = "written like a short reply" if "short_text" in style_names else "a long, letter-like message"
-            candidates.append(Reason("style", float(style_total), f"the writing style: {what}"))
         return tuple(candidates)
 
     def verdicts(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
@@ -264,9 +260,11 @@ class TriageModel:
         proba = softmax(self.decision(X))
         chosen, review = decide(proba, self.thresholds)
         out = []
+        X.sort_indices()
         for i in range(len(items)):
             k = int(chosen[i])
-            reasons = self.reasons(prepared[i], X[i], k, n_reasons)
+            lo, hi = X.indptr[i], X.indptr[i + 1]  # the row's slices: scipy's X[i] costs more than the reasons
+            reasons = self.reasons(prepared[i], RowView(X.indices[lo:hi], X.data[lo:hi]), k, n_reasons)
             label, confidence = LABELS[k], float(proba[i, k])
             out.append(
                 Verdict(
@@ -302,6 +300,14 @@ class TriageModel:
             classes.append(ClassExplanation(label, float(self.intercept[k]), float(decision[k]), parts))
         verdict = self.verdicts([item], n_reasons)[0]
         return Explanation(verdict, tuple(classes))
+
+
+@dataclass(frozen=True)
+class RowView:
+    """One row of a CSR matrix as its column indices and values (what reasons read)."""
+
+    indices: np.ndarray
+    data: np.ndarray
 
 
 def _phrases(prepared: Prepared, words: list[WordEvidence]) -> list[Reason]:

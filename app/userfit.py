@@ -28,7 +28,8 @@ from app.model import LABELS, Thresholds, softmax
 from app.train import DEFAULT_PARAMS, USER_HAND, has_text_only_copy, make_pipeline, training_rows
 from app.workers import parallel_map
 
-USER_SHARES = (0.03, 0.1, 0.3, 1.0)  # the user rows' total weight as a share of the corpus's, tried in turn
+USER_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)  # the user rows' total weight as a share of the corpus's, tried in turn
+SHARE_TOLERANCE = 0.01  # macro-F1 a smaller share may trail the best by and still be chosen
 MAX_USER_WEIGHT = 200.0  # one user row never counts for more than this many corpus rows
 MAX_FOLDS = 3  # grouped folds on the user rows: each fold refits the features on the whole corpus
 MIN_ROWS_TO_CHOOSE = 12  # fewer rows than this: the middle share, no cross-validation
@@ -124,7 +125,7 @@ def choose_user_weight(
 ) -> UserFit:
     """Cross-validate every share on the user rows (grouped folds) and keep the best macro-F1.
 
-    Ties go to the smaller share (nearer the corpus model). With too few rows or groups to
+    The smallest share within SHARE_TOLERANCE of the best is kept. With too few rows or groups to
     cross-validate, the middle share is taken and `oof` is empty.
     """
     p = {**DEFAULT_PARAMS, **params}
@@ -146,5 +147,8 @@ def choose_user_weight(
     for s in shares:
         r = classification_report(oof[s], y, thresholds)
         scores[s] = {"macro_f1": r["macro_f1"], "genuine_as_spam_rate": r["genuine_as_spam_rate"]}
-    best = max(shares, key=lambda s: (round(scores[s]["macro_f1"], 4), -scores[s]["genuine_as_spam_rate"], -s))
+    # The smallest share within SHARE_TOLERANCE of the best: with few rows the cross-validation is
+    # noisy, and a smaller weight stays nearer the corpus model.
+    top = max(scores[s]["macro_f1"] for s in shares)
+    best = min(s for s in shares if scores[s]["macro_f1"] >= top - SHARE_TOLERANCE)
     return UserFit(user_weight(best, len(_user_rows(user, p)), corpus_weight), best, oof, scores, folds)

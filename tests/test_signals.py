@@ -71,8 +71,14 @@ CONTEXT_EXAMPLES = {
     "owner_started": (Item(text="sure", owner_started=True), Item(text="sure", owner_started=False)),
     "owner_replied_after": (Item(text="hi", owner_replied_after=True), Item(text="hi", owner_replied_after=False)),
     "no_reply_after": (Item(text="hi", owner_replied_after=False), Item(text="hi")),
-    "second_unanswered": (Item(text="any thoughts?", prior_unanswered=1), Item(text="any thoughts?", prior_unanswered=0)),
-    "third_unanswered": (Item(text="last try", prior_unanswered=2), Item(text="last try", prior_unanswered=1)),
+    "second_unanswered": (
+        Item(text="any thoughts?", prior_unanswered=1, owner_messages_before=0),
+        Item(text="any thoughts?", prior_unanswered=1, owner_messages_before=3),  # a friend's second message
+    ),
+    "third_unanswered": (
+        Item(text="last try", prior_unanswered=2, owner_messages_before=0),
+        Item(text="last try", prior_unanswered=1, owner_messages_before=0),
+    ),
     "ongoing_thread": (
         Item(text="ok", owner_messages_before=2, sender_messages_before=3),
         Item(text="ok", owner_messages_before=1, sender_messages_before=3),
