@@ -80,7 +80,12 @@ def main() -> int:
                 page.wait_for_selector("#conversation-rows tr.conversation")
                 page.locator("#conversation-rows tr.conversation").first.click()
                 box = page.locator("#export").bounding_box()
-                clip = {"x": box["x"], "y": box["y"] + page.evaluate("window.scrollY"), "width": box["width"], "height": min(box["height"], 1100)}
+                clip = {
+                    "x": box["x"],
+                    "y": box["y"] + page.evaluate("window.scrollY"),
+                    "width": box["width"],
+                    "height": min(box["height"], 1100),
+                }
                 page.screenshot(path=str(DOCS / "page-inbox.png"), clip=clip, full_page=True)
                 scored = Path(tmp) / "scored.csv"
                 report = Path(tmp) / "report.html"
