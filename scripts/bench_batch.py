@@ -31,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_doc import write_section  # noqa: E402
 
 SECTION = "## Batch scoring"
 
@@ -157,18 +160,6 @@ def markdown(rows: int, results: list[tuple[str, float, int | None]], plain: flo
         ]
     lines.append("")
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start]).rstrip("\n") + "\n\n" + section + "\n" + "\n".join(lines[end:])
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main() -> int:

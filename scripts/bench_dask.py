@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_batch import inbox_texts, make_inbox, write_section  # noqa: E402
+from bench_batch import inbox_texts, make_inbox  # noqa: E402
+from bench_doc import write_section  # noqa: E402
 
 SECTION = "## Dask engine"
 
