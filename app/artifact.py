@@ -170,12 +170,22 @@ def read_manifest(folder: Path, expected_sha256: str | None = None) -> dict[str,
     return data
 
 
-def load_model(model_dir: Path) -> TriageModel:
-    """Load and verify a model (store root or version folder). Raises ModelError with the reason."""
+def current_manifest(model_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """(version folder, checked manifest) of a store root or a version folder, without loading the model."""
     model_dir = Path(model_dir)
     folder = resolve_version_dir(model_dir)
     pointed = None if folder == model_dir else read_pointer(model_dir)
-    manifest = read_manifest(folder, pointed[1] if pointed else None)
+    return folder, read_manifest(folder, pointed[1] if pointed else None)
+
+
+def read_thresholds(model_dir: Path) -> Thresholds:
+    """The thresholds of the model in `model_dir`, read from its manifest (no model load)."""
+    return Thresholds(**current_manifest(model_dir)[1]["thresholds"])
+
+
+def load_model(model_dir: Path) -> TriageModel:
+    """Load and verify a model (store root or version folder). Raises ModelError with the reason."""
+    folder, manifest = current_manifest(model_dir)
     artifact = folder / MODEL_FILE
     if not artifact.is_file():
         raise ModelError(f"{folder.name}/{MODEL_FILE} is missing")

@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.inbox import Inbox, Record, read_items
-from app.items import Item
+from app.items import Item, is_anonymous
 from app.model import LABELS
 from app.output import ERROR_COLUMNS, SCORE_COLUMNS, RowWriter, errors_path, output_kind, row_writer, score_cells
 from app.scoring import Scorer
-
-ANONYMOUS = frozenset({"linkedin member", "linkedin"})
 
 
 def load_scorer(model_dir: str | Path | None = None, lists_file: str | Path | None = None) -> Scorer:
@@ -283,7 +281,7 @@ def score_file(
                     if cell:
                         reasons[label][str(cell).rsplit(" (", 1)[0]] += 1
             if summary and label in senders and (who := _sender_label(rec.ids)):
-                if (rec.ids.get("sender_name") or "").strip().lower() in ANONYMOUS:
+                if is_anonymous(rec.ids.get("sender_name")):
                     result.sponsored[label] += 1
                 else:
                     senders[label][who] += 1
@@ -412,7 +410,7 @@ def write_rollup(output: Path, model_dir: str | Path | None = None) -> Path:
     import csv
     import json
 
-    from app.artifact import load_model
+    from app.artifact import read_thresholds
     from app.rollup import ROLLUP_COLUMNS, roll_up
     from app.settings import get_settings
 
@@ -422,7 +420,7 @@ def write_rollup(output: Path, model_dir: str | Path | None = None) -> Path:
             rows = [json.loads(line) for line in fh if line.strip()]
         else:
             rows = list(csv.DictReader(fh))
-    thresholds = load_model(Path(model_dir) if model_dir else get_settings().model_dir).thresholds
+    thresholds = read_thresholds(Path(model_dir) if model_dir else get_settings().model_dir)
     path = rollup_path(output)
     writer = RowWriter(path, ROLLUP_COLUMNS)
     try:

@@ -10,8 +10,12 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.model import Thresholds
 
 
 def _settings() -> Settings:
@@ -236,7 +240,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.report and result.scored:
         from app.report import write_report
 
-        write_report(Path(args.output), Path(args.report))
+        write_report(Path(args.output), Path(args.report), _report_thresholds(args))
         print(f"wrote the report {args.report}")
     if not args.quiet:
         rate = result.read / result.seconds if result.seconds else 0.0
@@ -250,10 +254,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_thresholds(args: argparse.Namespace) -> Thresholds | None:
+    """The current model's thresholds, so the report's per-conversation verdicts match the rows'."""
+    from app.artifact import ModelError, read_thresholds
+
+    try:
+        return read_thresholds(Path(args.model) if args.model else _settings().model_dir)
+    except ModelError as exc:
+        print(f"note: no model to read thresholds from ({exc}); the report uses the defaults", file=sys.stderr)
+        return None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from app.report import write_report
 
-    n = write_report(Path(args.scored), Path(args.output))
+    n = write_report(Path(args.scored), Path(args.output), _report_thresholds(args))
     print(f"wrote {args.output} ({n} scored items)")
     return 0
 
@@ -404,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="an HTML report of a scored CSV: verdicts over time, senders, review queue, replies")
     p.add_argument("scored", help="a CSV written by `triage score`")
     p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.add_argument("--model", help="model store whose thresholds roll rows up (default: TRIAGE_MODEL_DIR)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("retrain", help="add labelled examples, train a candidate, gate it and promote it")

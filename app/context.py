@@ -14,11 +14,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from app.items import Item
+from app.items import Item, is_anonymous
 from app.signals import registry
 from app.text import Prepared, greets_someone_else
 
-ANONYMOUS_SENDERS = frozenset({"linkedin member", "linkedin"})
 _DAY = 24 * 60
 _YEAR = 365 * _DAY
 
@@ -42,7 +41,7 @@ CONTEXT_FUNCTIONS: dict[str, Callable[[Item], bool]] = {
     "just_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected < _DAY,
     "long_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected > _YEAR,
     "greets_someone_else": greets_someone_else,
-    "anonymous_sender": lambda it: (it.sender_name or "").strip().lower() in ANONYMOUS_SENDERS,
+    "anonymous_sender": lambda it: is_anonymous(it.sender_name),
     "few_connections": lambda it: it.sender_connections is not None and it.sender_connections < 50,
     "has_mutual_connections": lambda it: (it.mutual_connections or 0) > 0,
     "no_photo": lambda it: _is(it.sender_has_photo, False),

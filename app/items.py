@@ -67,6 +67,14 @@ def _as_str(value: Any) -> str | None:
     return None if _missing(value) else str(value)
 
 
+ANONYMOUS_SENDERS = frozenset({"linkedin member", "linkedin"})
+
+
+def is_anonymous(name: str | None) -> bool:
+    """A sender LinkedIn hides: sponsored InMail and "LinkedIn Member" (an empty name is not one)."""
+    return (name or "").strip().lower() in ANONYMOUS_SENDERS
+
+
 @dataclass(frozen=True)
 class Item:
     """One received invite or message, and what is known around it (None = unknown)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -236,20 +236,25 @@ class TriageModel:
                 name = split_name(str(names[j]))[1]
                 if name in signals and signals[name].style:
                     continue
-                spans = tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, name)) if block == "signal" else ()
-                candidates.append(Reason(str(names[j]), float(contribution), describe(str(names[j])), spans))
+                candidates.append(Reason(str(names[j]), float(contribution), describe(str(names[j]))))
             elif block == "thread":
                 thread_total += contribution
                 word = split_name(str(names[j]))[1]
                 if contribution > 0 and is_content(word):
                     thread_words.append((contribution, word))
         if thread_total > 0 and thread_words:
-            top = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
-            candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({top})"))
+            said = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
+            candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({said})"))
         # Length and the like (style signals) count in the score and in `explain`, never as a reason:
         # "it is short" tells a reader nothing they can check.
-        candidates = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
-        return tuple(candidates)
+        top = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
+        # Spans only for the signals that made the cut: finding them rescans the text.
+        return tuple(
+            replace(r, spans=tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, split_name(r.feature)[1])))
+            if split_name(r.feature)[0] == "signal"
+            else r
+            for r in top
+        )
 
     def verdicts(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
         """Verdict, scores, review flag, reasons and summary for every item, computed as one matrix."""

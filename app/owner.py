@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-ANONYMOUS = {"linkedin member", "linkedin"}
+from app.items import ANONYMOUS_SENDERS
 
 
 def normalise_url(url: str | None) -> str:
@@ -51,7 +51,7 @@ class Owner:
         if url and url.strip() and self.urls:
             return normalise_url(url) in self.urls
         key = name_key(name)
-        return bool(key) and key not in ANONYMOUS and key in self.names
+        return bool(key) and key not in ANONYMOUS_SENDERS and key in self.names
 
 
 class OwnerEvidence:
@@ -68,7 +68,7 @@ class OwnerEvidence:
 
     def _name(self, name: str) -> tuple[str, str] | None:
         key = name_key(name)
-        if not key or key in ANONYMOUS:
+        if not key or key in ANONYMOUS_SENDERS:
             return None
         self.display.setdefault(key, " ".join(html.unescape(name).split()))
         return ("name", key)
@@ -84,7 +84,7 @@ class OwnerEvidence:
         if sender_url:
             ids.add(("url", sender_url))
             key = name_key(sender_name)
-            if key and key not in ANONYMOUS:
+            if key and key not in ANONYMOUS_SENDERS:
                 self.url_names[(sender_url, key)] += 1
         if (n := self._name(sender_name)) is not None:
             ids.add(n)

@@ -22,12 +22,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from app.items import is_anonymous
 from app.model import LABELS, Thresholds
 from app.rollup import roll_up
 
 TEMPLATES = Path(__file__).with_name("web") / "templates"
 COLORS = {"genuine": "#1b7f3b", "sales_pitch": "#b86e00", "spam": "#b3261e"}
-ANONYMOUS = {"linkedin member", "linkedin", ""}
 _QUOTED = re.compile(r"'([^']{2,200})'")
 TOP = 10
 
@@ -72,7 +72,7 @@ def top_senders(rows: list[dict[str, str]]) -> dict[str, list[tuple[str, int]]]:
     out = {}
     for lab in LABELS:
         c = Counter(r.get("sender_name") or "" for r in rows if r["verdict"] == lab)
-        out[lab] = [(name, n) for name, n in c.most_common() if name.strip().lower() not in ANONYMOUS][:TOP]
+        out[lab] = [(name, n) for name, n in c.most_common() if name.strip() and not is_anonymous(name)][:TOP]
     return out
 
 
@@ -100,7 +100,7 @@ def build_report(rows: list[dict[str, str]], title: str, thresholds: Thresholds 
         total=len(rows),
         review=[view(r) for r in rows if r.get("needs_review") == "true"][: 5 * TOP],
         n_review=sum(r.get("needs_review") == "true" for r in rows),
-        sponsored=Counter(r["verdict"] for r in rows if (r.get("sender_name") or "").strip().lower() in ANONYMOUS - {""}),
+        sponsored=Counter(r["verdict"] for r in rows if is_anonymous(r.get("sender_name"))),
         senders=top_senders(rows),
         confident=confident,
         worth=[c for c in conversations if c.verdict == "genuine" and c.awaiting_reply][: 3 * TOP],

@@ -45,5 +45,5 @@ class Scorer:
     def explain(self, item: Item) -> Explanation:
         """The model's exact decomposition; its verdict is the list's when a list decides."""
         explanation = self.model.explain(item)
-        verdict = self.score([item], n_reasons=5)[0]
-        return replace(explanation, verdict=verdict)
+        matches = self.lists.match(item) if not self.lists.empty else []
+        return replace(explanation, verdict=list_verdict(matches, self.version)) if matches else explanation
