@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from app.artifact import current_version, load_model
+from app import report
+from app.artifact import current_version, load_model, save_model
 from app.cli import main
+from app.model import Thresholds
 
 
 def test_train_evaluate_predict_on_tiny_inboxes(tiny_data_dir, tmp_path, capsys, monkeypatch):
@@ -61,3 +64,21 @@ def test_a_broken_inbox_source_names_the_file_and_the_place(tiny_data_dir, capsy
     assert main(["corpus", "build", "--data", str(tiny_data_dir)]) == 2
     err = capsys.readouterr().err
     assert "x01-1.json" in err and "friendly" in err and "conversations[" in err
+
+
+def test_the_report_rolls_conversations_up_with_the_models_thresholds(tiny_model, tmp_path, capsys, monkeypatch):
+    export = Path(__file__).parent / "fixtures" / "linkedin" / "export"
+    store = tmp_path / "model"
+    save_model(tiny_model, store, dict(tiny_model.manifest, thresholds={"review": 0.9, "spam": 0.8}))
+    scored = tmp_path / "scored.csv"
+    assert main(["score", str(export), "-o", str(scored), "--model", str(store), "--jobs", "1"]) == 0
+    used: list[Thresholds | None] = []
+    build = report.build_report
+    monkeypatch.setattr(
+        report, "build_report", lambda rows, title, thresholds=None: used.append(thresholds) or build(rows, title)
+    )
+    assert main(["report", str(scored), "-o", str(tmp_path / "r.html"), "--model", str(store)]) == 0
+    assert main(["report", str(scored), "-o", str(tmp_path / "r2.html"), "--model", str(tmp_path / "none")]) == 0
+    assert used == [Thresholds(review=0.9, spam=0.8), None]
+    assert "the report uses the defaults" in capsys.readouterr().err
+    assert (tmp_path / "r2.html").read_text().startswith("<!")

@@ -18,6 +18,7 @@ from app.artifact import (
     current_version,
     list_versions,
     load_model,
+    read_thresholds,
     save_model,
     sha256_file,
 )
@@ -109,6 +110,15 @@ def test_saved_model_round_trips_and_becomes_current(tmp_path, tiny_model):
     ):
         assert key in manifest
     assert [m["version"] for m in list_versions(tmp_path)] == ["v1"]
+
+
+def test_thresholds_are_read_from_the_manifest_without_loading_the_model(tmp_path, tiny_model):
+    manifest = dict(tiny_model.manifest, version="v1", thresholds={"review": 0.81, "spam": 0.63})
+    path = save_model(tiny_model, tmp_path, manifest)
+    (path / MODEL_FILE).write_bytes(b"not a model")  # read_thresholds must not touch the artifact
+    assert read_thresholds(tmp_path) == Thresholds(review=0.81, spam=0.63)
+    with pytest.raises(ModelError):
+        load_model(tmp_path)
 
 
 def test_tampered_artifact_is_refused_before_loading(tmp_path, tiny_model, monkeypatch):
