@@ -32,7 +32,7 @@ from app.corpus import Example, inboxes_dir, load_inboxes, rendered_inboxes
 from app.gate import format_comparison, judge, promote_or_keep, summary
 from app.inbox import detect_format, read_jsonl, read_plain_csv
 from app.items import ITEM_FIELDS, Item
-from app.metrics import classification_report
+from app.metrics import classification_report, headline
 from app.model import LABELS, TriageModel
 from app.text import prepare
 from app.train import DEFAULT_PARAMS, USER_HAND, evaluate_examples, fit_pipeline, fold_temperature, load_training_examples
@@ -329,19 +329,23 @@ def retrain(
 
     test = load_inboxes(rendered_inboxes(data_dir, "test"))
     comparison: dict[str, dict[str, Any]] = {}
+    candidate_test: dict[str, Any] = {}
     if test:
+        candidate_test = evaluate_examples(candidate, test, "export")
         comparison["frozen test inboxes"] = {
             "current": summary(evaluate_examples(current, test, "export")),
-            "candidate": summary(evaluate_examples(candidate, test, "export")),
+            "candidate": summary(candidate_test),
         }
     unseen = unseen_by(current.manifest, user)
     user_pair = None
+    candidate_user: dict[str, Any] = {}
     if fit.oof and len(unseen):
         y = np.array([LABELS.index(user[i].label) for i in unseen])
         current_proba = current.predict_proba([user[i].item for i in unseen])
+        candidate_user = classification_report(fit.chosen_oof[unseen], y, current.thresholds)
         user_pair = {
             "current": summary(classification_report(current_proba, y, current.thresholds)),
-            "candidate": summary(classification_report(fit.chosen_oof[unseen], y, current.thresholds)),
+            "candidate": summary(candidate_user),
         }
         comparison["your new rows (candidate cross-validated)"] = user_pair
     report.comparison = comparison
@@ -349,10 +353,10 @@ def retrain(
     if "frozen test inboxes" not in comparison:
         raise RetrainError(f"no test inboxes under {inboxes_dir(data_dir) / 'test'}: the gate needs them")
     decision = judge(comparison["frozen test inboxes"], user_pair, len(unseen))
-    manifest["metrics"] = dict(manifest.get("metrics") or {})
-    manifest["metrics"]["test_inboxes_export"] = comparison["frozen test inboxes"]["candidate"]
-    if user_pair:
-        manifest["metrics"]["user_rows_cv"] = user_pair["candidate"]
+    # Only what was measured on this candidate: the base's cross-validation figures are not its own.
+    manifest["metrics"] = {"test_inboxes_export": headline(candidate_test)}
+    if candidate_user:
+        manifest["metrics"]["user_rows_cv"] = headline(candidate_user)
     report.reason = decision.reason
     report.decision = promote_or_keep(candidate, model_dir, manifest, decision, current.version, force, dry_run, log)
     return report

@@ -810,3 +810,11 @@ def test_feedback_rows_hold_corpus_columns_for_retraining(tmp_path):
         add_feedback(tmp_path / "f.db", Item(text="hi"), "ham")
     assert list_feedback(tmp_path / "missing.db") == []
     assert VERSIONS_DIR == "versions"
+
+
+def test_the_model_page_shows_whatever_figures_a_version_recorded(tiny_model, tmp_path):
+    metrics = {"test_inboxes_export": {"n": 40, "macro_f1": 0.875}, "user_rows_cv": {"n": 12}}  # an older, thinner manifest
+    save_model(tiny_model, tmp_path / "store", {**tiny_model.manifest, "version": "thin", "metrics": metrics})
+    with TestClient(create_app(make_settings(tmp_path / "store", tmp_path))) as c:
+        r = c.get("/ui/model")
+    assert r.status_code == 200 and "0.875" in r.text and "user_rows_cv" in r.text

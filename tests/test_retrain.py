@@ -76,6 +76,9 @@ def test_an_unseen_inbox_labelled_by_its_owner_is_learnt_and_promoted_without_fo
     manifest = load_model(store).manifest
     assert manifest["base_version"] == "v0-tiny" and manifest["user_weighting"]["weight"] >= 1
     assert manifest["training_data"]["user_rows"] == len(report.accepted) and manifest["user_weighting"]["cv_by_share"]
+    # the candidate's own figures only (the base's cross-validation is not its own), in the shape train writes
+    assert set(manifest["metrics"]) == {"test_inboxes_export", "user_rows_cv"}
+    assert all("needs_review_rate" in m and "per_class_f1" in m for m in manifest["metrics"].values())
 
 
 @pytest.mark.parametrize(
