@@ -79,23 +79,24 @@ def training_rows(
     examples: Sequence[Example], params: dict[str, Any], extra: Sequence[Example] = ()
 ) -> tuple[list, list, np.ndarray]:
     """(items, labels, sample weights): inbox items as read, their text-only copies, and extra rows."""
+    items, labels, weights, _ = training_rows_with_origin(examples, params, extra)
+    return items, labels, weights
+
+
+def training_rows_with_origin(
+    examples: Sequence[Example], params: dict[str, Any], extra: Sequence[Example] = ()
+) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """`training_rows` and, per row, whether it is a user's row (or its text-only copy)."""
     p = {**DEFAULT_PARAMS, **params}
-
-    def weight(ex: Example) -> float:
-        return float(p["user_weight"]) if ex.hand == USER_HAND else 1.0
-
-    items = [ex.item for ex in examples]
-    labels = [ex.label for ex in examples]
-    weights = [weight(ex) for ex in examples]
+    rows = list(examples)
     if p["text_only_copies"]:
-        copies = [ex for ex in examples if has_text_only_copy(ex)]
-        items += [ex.item.text_only() for ex in copies]
-        labels += [ex.label for ex in copies]
-        weights += [weight(ex) for ex in copies]
-    items += [ex.item for ex in extra]
-    labels += [ex.label for ex in extra]
-    weights += [float(p["first_contact_weight"])] * len(extra)
-    return items, labels, np.asarray(weights)
+        rows += [ex for ex in examples if has_text_only_copy(ex)]
+    items = [ex.item for ex in examples] + [ex.item.text_only() for ex in rows[len(examples) :]] + [ex.item for ex in extra]
+    labels = [ex.label for ex in rows] + [ex.label for ex in extra]
+    is_user = np.array([ex.hand == USER_HAND for ex in rows] + [False] * len(extra), dtype=bool)
+    weights = np.where(is_user, float(p["user_weight"]), 1.0)
+    weights[len(rows) :] = float(p["first_contact_weight"])
+    return items, labels, weights, is_user
 
 
 def fit_pipeline(examples: Sequence[Example], params: dict[str, Any] | None = None, extra: Sequence[Example] = ()) -> Pipeline:

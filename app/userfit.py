@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupKFold
 from app.corpus import Example
 from app.metrics import classification_report
 from app.model import LABELS, Thresholds, softmax
-from app.train import DEFAULT_PARAMS, USER_HAND, has_text_only_copy, make_pipeline, training_rows
+from app.train import DEFAULT_PARAMS, USER_HAND, make_pipeline, training_rows, training_rows_with_origin
 from app.workers import parallel_map
 
 USER_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)  # the user rows' total weight as a share of the corpus's, tried in turn
@@ -74,8 +74,7 @@ def _fold_task(
 ) -> dict[float, np.ndarray]:
     """Fit the features once on this fold's training rows, then one classifier per share."""
     train_user = [user[i] for i in train_idx]
-    items, labels, weights = training_rows([*corpus, *train_user], {**params, "user_weight": 1.0}, extra)
-    is_user = _user_mask(corpus, train_user, extra, params)
+    items, labels, weights, is_user = training_rows_with_origin([*corpus, *train_user], {**params, "user_weight": 1.0}, extra)
     pipe = make_pipeline(params)
     features, clf_template = pipe[:-1], pipe[-1]
     X = features.fit_transform(items, labels)
@@ -91,26 +90,6 @@ def _fold_task(
         decision[:, [LABELS.index(c) for c in clf.classes_]] = clf.decision_function(X_held)
         out[share] = softmax(decision / temperature)
     return out
-
-
-def _user_rows(user: Sequence[Example], params: dict[str, Any]) -> list[Example]:
-    """User rows as training_rows expands them (with a text-only copy when they carry context)."""
-    p = {**DEFAULT_PARAMS, **params}
-    copies = [ex for ex in user if p["text_only_copies"] and has_text_only_copy(ex)]
-    return [*user, *copies]
-
-
-def _user_mask(
-    corpus: Sequence[Example], user: Sequence[Example], extra: Sequence[Example], params: dict[str, Any]
-) -> np.ndarray:
-    """Which of training_rows(corpus + user, extra) are user rows, by replaying its order."""
-    p = {**DEFAULT_PARAMS, **params}
-    examples = [*corpus, *user]
-    mask = [ex.hand == USER_HAND for ex in examples]
-    if p["text_only_copies"]:
-        mask += [ex.hand == USER_HAND for ex in examples if has_text_only_copy(ex)]
-    mask += [False] * len(extra)
-    return np.asarray(mask, dtype=bool)
 
 
 def choose_user_weight(
@@ -132,9 +111,10 @@ def choose_user_weight(
     groups = [group_of(ex) for ex in user]
     n_groups = len(set(groups))
     corpus_weight = float(training_rows(list(corpus), {**p, "user_weight": 1.0}, extra)[2].sum())
+    n_user_rows = int(training_rows_with_origin(user, p)[3].sum())  # with their text-only copies
     middle = shares[len(shares) // 2]
     if len(user) < MIN_ROWS_TO_CHOOSE or n_groups < 2:
-        return UserFit(user_weight(middle, len(_user_rows(user, p)), corpus_weight), middle, {}, {}, 0)
+        return UserFit(user_weight(middle, n_user_rows, corpus_weight), middle, {}, {}, 0)
     folds = min(MAX_FOLDS, n_groups)
     y = np.array([LABELS.index(ex.label) for ex in user])
     splits = list(GroupKFold(n_splits=folds).split(user, y, groups))
@@ -151,4 +131,4 @@ def choose_user_weight(
     # noisy, and a smaller weight stays nearer the corpus model.
     top = max(scores[s]["macro_f1"] for s in shares)
     best = min(s for s in shares if scores[s]["macro_f1"] >= top - SHARE_TOLERANCE)
-    return UserFit(user_weight(best, len(_user_rows(user, p)), corpus_weight), best, oof, scores, folds)
+    return UserFit(user_weight(best, n_user_rows, corpus_weight), best, oof, scores, folds)
