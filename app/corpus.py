@@ -11,7 +11,6 @@ export (`messages.csv`, `Invitations.csv`, `Connections.csv`) plus `labels.csv`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from app.first_contacts import CORPUS_FILE, frame_items, read_corpus
 from app.inbox import read_linkedin_export
 from app.items import Item
-from app.simulated import LABELS, iter_sources, load_source, render_export
+from app.simulated import LABELS, iter_sources, load_source, render_export, text_sha1
 
 INBOXES = "inboxes"
 TEST_HAND_PREFIX = "t"
@@ -86,10 +85,6 @@ def rendered_inboxes(data_dir: Path, split: str) -> Path:
     return folder
 
 
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
-
-
 def read_labelled_export(folder: Path) -> list[Example]:
     """The labelled items of one rendered inbox; ValueError when a label points at nothing or at other text."""
     folder = Path(folder)
@@ -104,10 +99,10 @@ def read_labelled_export(folder: Path) -> list[Example]:
             continue
         if row["label"] not in LABELS:
             raise ValueError(f"{folder}/labels.csv: {key}: unknown label {row['label']!r}")
-        if _sha1(record.item.text) != row["text_sha1"]:
+        if text_sha1(record.item.text) != row["text_sha1"]:
             raise ValueError(f"{folder}/labels.csv: {key[0]} line {key[1]}: the text there is not the labelled text")
         examples.append(Example(record.item, row["label"], folder.name, hand, row["role"], key[0], key[1]))
-    unread = [k for k, row in labels.items() if row["text_sha1"] != _sha1("")]
+    unread = [k for k, row in labels.items() if row["text_sha1"] != text_sha1("")]
     if unread:
         raise ValueError(f"{folder}/labels.csv: {len(unread)} labelled rows were not read back, first {unread[0]}")
     return examples

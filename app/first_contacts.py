@@ -21,9 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from app.items import ITEM_FIELDS
+from app.items import ITEM_FIELDS, LABELS
 
-LABELS = ("genuine", "sales_pitch", "spam")
 CORPUS_COLUMNS = (
     "id",
     "label",

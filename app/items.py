@@ -67,6 +67,8 @@ def _as_str(value: Any) -> str | None:
     return None if _missing(value) else str(value)
 
 
+LABELS = ("genuine", "sales_pitch", "spam")  # the classes of LABELS.md, in the model's column order
+
 ANONYMOUS_SENDERS = frozenset({"linkedin member", "linkedin"})
 
 

@@ -21,11 +21,10 @@ from sklearn.pipeline import Pipeline
 
 from app.fast import FastFeatures
 from app.features import WordEvidence, block_offsets, split_name, word_evidence
-from app.items import Item
+from app.items import LABELS, Item
 from app.signals import registry, signal_spans
 from app.text import NAME_TOKEN, Prepared, prepare
 
-LABELS = ("genuine", "sales_pitch", "spam")
 DEFAULT_REASONS = 3
 LABEL_TEXT = {"genuine": "genuine", "sales_pitch": "a sales pitch", "spam": "spam or a fake profile"}
 _SPAM = LABELS.index("spam")

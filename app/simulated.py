@@ -24,7 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-LABELS = ("genuine", "sales_pitch", "spam")
+from app.items import LABELS
+
 ME = "me"
 LABEL_COLUMNS = ("file", "line", "kind", "label", "role", "sender", "sent_at", "text_sha1")
 _TIME = "%Y-%m-%d %H:%M"
@@ -318,7 +319,8 @@ def _flatten(text: str, keep_line_feeds: bool) -> str:
     return re.sub(r"\s*\n\s*", " ", text).strip()
 
 
-def _sha1(text: str) -> str:
+def text_sha1(text: str) -> str:
+    """The short hash a labels file uses to check that a line still holds the labelled text."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 
@@ -386,7 +388,7 @@ def render_export(source: InboxSource) -> dict[str, str]:
                         "role": person.role,
                         "sender": person.name,
                         "sent_at": msg.at.strftime(_TIME),
-                        "text_sha1": _sha1(content),
+                        "text_sha1": text_sha1(content),
                     }
                 )
     files = {"messages.csv": out.buffer.getvalue()}
@@ -415,7 +417,7 @@ def render_export(source: InboxSource) -> dict[str, str]:
                     "role": person.role,
                     "sender": person.name,
                     "sent_at": invitation.at.strftime(_TIME),
-                    "text_sha1": _sha1(invitation.note),
+                    "text_sha1": text_sha1(invitation.note),
                 }
             )
     files["Invitations.csv"] = inv.buffer.getvalue()
