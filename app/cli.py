@@ -306,7 +306,7 @@ def cmd_model_list(args: argparse.Namespace) -> int:
         cv = (metrics.get("grouped_cv_export") or metrics.get("grouped_cv") or {}).get("macro_f1")
         print(
             f"{'*' if m['current'] else ' ':2}{m['version']:<30}{m.get('created_at', ''):<27}{version_status(store, m):<12}"
-            f"{test if test is not None else '-':>14}{cv if cv is not None else '-':>13}"
+            f"{f'{test:.4f}' if test is not None else '-':>14}{f'{cv:.4f}' if cv is not None else '-':>13}"
         )
     return 0
 

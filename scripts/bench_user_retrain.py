@@ -9,7 +9,7 @@ after, as bare texts and as their exports give them.
 
     python scripts/bench_user_retrain.py [--hand t03] [--labels 216] [--seed 0]
 
-Writes reports/user_retrain.json.
+Writes reports/user_retrain-HAND.json.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main() -> int:
             "as_text": {"before": scores(before, texts, labels), "after": scores(after, texts, labels)},
             "in_export": {"before": scores(before, exports, labels), "after": scores(after, exports, labels)},
         }
-    out = ROOT / "reports" / "user_retrain.json"
+    out = ROOT / "reports" / f"user_retrain-{args.hand}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for mode in ("as_text", "in_export"):
         b, a = result[mode]["before"], result[mode]["after"]

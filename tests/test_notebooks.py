@@ -50,7 +50,7 @@ CASES: dict[str, tuple[Path, list[str]]] = {
     ),
     "03-retraining.ipynb": (
         NOTEBOOKS,
-        ["shipped model: base", "first-contact model: base", "mean_gain"],
+        ["shipped model: base", "first-contact model: base", "mean_gain", "genuine→spam after"],
     ),
 }
 
