@@ -9,6 +9,7 @@ for that inbox; writes docs/page-check.png, docs/page-inbox.png and docs/report.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -56,6 +57,7 @@ def serve(db: Path) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
