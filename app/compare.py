@@ -13,12 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from app.features import BLOCKS
-from app.metrics import classification_report
-from app.model import softmax
-from app.train import DEFAULT_PARAMS, choose_thresholds, fit_temperature, grouped_cv, load_training_examples
+from app.train import DEFAULT_PARAMS, calibrate, cv_reports, grouped_cv, load_training_examples
 
 CANDIDATES: dict[str, dict[str, Any]] = {
     "shipped": {},
@@ -45,13 +41,10 @@ def compare_models(
         examples, extra = load_training_examples(data_dir, params)
         start = time.perf_counter()
         cv = grouped_cv(examples, params, extra, folds=folds)
-        both = np.vstack([cv.export, cv.text])
-        y2 = np.concatenate([cv.y, cv.y])
-        temperature = fit_temperature(both, y2)
-        thresholds = choose_thresholds(softmax(both / temperature), y2)
+        reports = cv_reports(cv, *calibrate(cv))
         row: dict[str, Any] = {"params": change, "seconds": round(time.perf_counter() - start, 1)}
-        for mode, decision in (("export", cv.export), ("text", cv.text)):
-            r = classification_report(softmax(decision / temperature), cv.y, thresholds)
+        for mode in ("export", "text"):
+            r = reports[f"grouped_cv_{mode}"]
             row[mode] = {k: r[k] for k in ("macro_f1", "genuine_as_spam_rate", "needs_review_rate", "brier")}
         results[name] = row
         print_fn(

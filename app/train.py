@@ -238,6 +238,14 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def calibrate(cv: CVResult) -> tuple[float, Thresholds]:
+    """A temperature and the abstain thresholds, both chosen on the out-of-fold decisions of both modes."""
+    both = np.vstack([cv.export, cv.text])
+    y2 = np.concatenate([cv.y, cv.y])
+    temperature = fit_temperature(both, y2)
+    return temperature, choose_thresholds(softmax(both / temperature), y2)
+
+
 def cv_reports(cv: CVResult, temperature: float, thresholds: Thresholds) -> dict[str, dict[str, Any]]:
     reports = {}
     for mode, decision in (("export", cv.export), ("text", cv.text)):
@@ -258,10 +266,7 @@ def train_model(
     """Cross-validate by inbox, calibrate, choose thresholds, fit on everything."""
     p = {**DEFAULT_PARAMS, **(params or {})}
     cv = grouped_cv(examples, p, extra, folds, n_jobs=n_jobs, fit_full=True)
-    both = np.vstack([cv.export, cv.text])
-    y2 = np.concatenate([cv.y, cv.y])
-    temperature = fit_temperature(both, y2)
-    thresholds = choose_thresholds(softmax(both / temperature), y2)
+    temperature, thresholds = calibrate(cv)
     reports = cv_reports(cv, temperature, thresholds)
     assert cv.full is not None
     pipe = fold_temperature(cv.full, temperature)

@@ -82,3 +82,19 @@ def test_the_report_rolls_conversations_up_with_the_models_thresholds(tiny_model
     assert used == [Thresholds(review=0.9, spam=0.8), None]
     assert "the report uses the defaults" in capsys.readouterr().err
     assert (tmp_path / "r2.html").read_text().startswith("<!")
+
+
+def test_compare_scores_each_candidate_in_both_modes(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "model_selection.json"
+    assert (
+        main(
+            ["compare", "--data", str(tiny_data_dir), "--report", str(out), "--only", "shipped", "--only", "C=3", "--folds", "2"]
+        )
+        == 0
+    )
+    candidates = json.loads(out.read_text())["candidates"]
+    assert list(candidates) == ["shipped", "C=3"]
+    for row in candidates.values():
+        for mode in ("export", "text"):
+            assert 0 <= row[mode]["macro_f1"] <= 1 and 0 <= row[mode]["genuine_as_spam_rate"] <= 1
+    assert "C=3" in capsys.readouterr().out
