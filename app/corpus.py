@@ -33,7 +33,7 @@ class Example:
 
     item: Item
     label: str
-    inbox: str  # the cross-validation group: whole inboxes are held out
+    inbox: str  # the cross-validation group: whole inboxes are held out (a user row: its conversation or sender)
     hand: str
     role: str
     file: str = ""

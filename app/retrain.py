@@ -229,7 +229,7 @@ def user_frame(rows: list[NewRow], added_at: datetime) -> pd.DataFrame:
 
 
 def load_user_examples(data_dir: Path) -> list[Example]:
-    """Every user-labelled row under data/labelled/user/; `role` is its cross-validation group, `file` its file."""
+    """Every user-labelled row under data/labelled/user/; `inbox` is its cross-validation group, `file` its file."""
     folder = Path(data_dir) / USER_DIR
     out: list[Example] = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
@@ -237,7 +237,7 @@ def load_user_examples(data_dir: Path) -> list[Example]:
         for n, row in enumerate(frame.to_dict("records"), 1):
             fields = {k: row.get(k) for k in ITEM_FIELDS if k in row}
             group = row.get("group") or f"row:{path.name}:{n}"
-            out.append(Example(Item.from_mapping(fields), row["label"], "user", USER_HAND, group, path.name, n))
+            out.append(Example(Item.from_mapping(fields), row["label"], group, USER_HAND, "user", path.name, n))
     return out
 
 
@@ -317,7 +317,7 @@ def retrain(
         cursor_file.parent.mkdir(parents=True, exist_ok=True)
         artifact.write_atomic(cursor_file, f"{last_feedback}\n")
     user = previous_user + [
-        Example(r.item, r.label, "user", USER_HAND, r.group or f"row:{new_file}:{n}", new_file, n)
+        Example(r.item, r.label, r.group or f"row:{new_file}:{n}", USER_HAND, "user", new_file, n)
         for n, r in enumerate(report.accepted, 1)
     ]
 

@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupKFold
 from app.corpus import Example
 from app.metrics import classification_report
 from app.model import LABELS, Thresholds, softmax
-from app.train import DEFAULT_PARAMS, USER_HAND, make_pipeline, training_rows, training_rows_with_origin
+from app.train import DEFAULT_PARAMS, make_pipeline, training_rows, training_rows_with_origin
 from app.workers import parallel_map
 
 USER_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)  # the user rows' total weight as a share of the corpus's, tried in turn
@@ -40,11 +40,6 @@ def user_weight(share: float, n_user: float, corpus_weight: float) -> float:
     if n_user <= 0:
         return 1.0
     return float(min(MAX_USER_WEIGHT, max(1.0, share * corpus_weight / n_user)))
-
-
-def group_of(ex: Example) -> str:
-    """A user row's cross-validation group: its conversation, else its sender, else itself."""
-    return ex.role if ex.role and ex.role != USER_HAND else ex.inbox
 
 
 @dataclass
@@ -108,7 +103,7 @@ def choose_user_weight(
     cross-validate, the middle share is taken and `oof` is empty.
     """
     p = {**DEFAULT_PARAMS, **params}
-    groups = [group_of(ex) for ex in user]
+    groups = [ex.inbox for ex in user]  # a user row's conversation, else its sender, else itself
     n_groups = len(set(groups))
     corpus_weight = float(training_rows(list(corpus), {**p, "user_weight": 1.0}, extra)[2].sum())
     n_user_rows = int(training_rows_with_origin(user, p)[3].sum())  # with their text-only copies

@@ -68,7 +68,7 @@ def draw(examples: list[Example], n: int, rng: random.Random) -> tuple[list[Exam
 
 def as_user(examples: list[Example]) -> list[Example]:
     return [
-        Example(ex.item, ex.label, "user", USER_HAND, f"conversation:{conversation_of(ex)}", "bench.csv", i)
+        Example(ex.item, ex.label, f"conversation:{conversation_of(ex)}", USER_HAND, "user", "bench.csv", i)
         for i, ex in enumerate(examples)
     ]
 
