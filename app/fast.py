@@ -20,17 +20,19 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
+from app.features import block_offsets
 from app.text import Prepared
 
 
 class FastFeatures:
     """`union.transform(prepared)` for a fitted FeatureUnion of TfidfVectorizers and row-wise steps."""
 
-    def __init__(self, union: FeatureUnion):
+    def __init__(self, union: FeatureUnion, offsets: dict[str, int] | None = None):
+        """`offsets` (block name -> first column, as `block_offsets` gives them) when the caller has them."""
+        offsets = offsets if offsets is not None else block_offsets(union)
         self.parts: list[tuple[str, int, Any]] = []
-        offset = 0
-        for _, step in union.transformer_list:
-            width = len(step.get_feature_names_out())
+        for name, step in union.transformer_list:
+            offset = offsets[name]
             if isinstance(step, TfidfVectorizer):
                 if step.norm not in ("l2", None) or step.binary or not step.use_idf:
                     raise ValueError("FastFeatures handles TfidfVectorizer(norm='l2' or None, use_idf=True, binary=False)")
@@ -38,8 +40,7 @@ class FastFeatures:
                 self.parts.append(("tfidf", offset, tfidf))
             else:
                 self.parts.append(("rows", offset, step))
-            offset += width
-        self.n_features = offset
+        self.n_features = offsets["_end"]
 
     def transform(self, prepared: Sequence[Prepared]) -> sp.csr_matrix:
         indptr = [0]

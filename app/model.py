@@ -175,7 +175,7 @@ class TriageModel:
         self.coef = np.asarray(clf.coef_, dtype=np.float64)
         self.intercept = np.asarray(clf.intercept_, dtype=np.float64)
         self.offsets = block_offsets(self.union)
-        self.fast = FastFeatures(self.union)
+        self.fast = FastFeatures(self.union, self.offsets)
         self._char_cache: dict[str, tuple[int, ...]] = {}
         blocks = [name for name, _ in self.union.transformer_list]
         self._block_starts = np.array([self.offsets[b] for b in blocks])
