@@ -5,7 +5,9 @@ hand the model never saw) stand for a user. `--labels` of their items, drawn at 
 written as a plain `text,label` CSV (no conversation, no sender: what a user pastes), go
 through `triage retrain --add` in a scratch copy of the data and the model store, with the
 gate and without `--force`. The hand's other items are then scored by the model before and
-after, as bare texts and as their exports give them.
+after, as bare texts and as their exports give them. The frozen test inboxes the gate uses as
+a guard include this hand's inboxes, so the guard sees rows the candidate trained on; the
+user's rows, cross-validated, decide first.
 
     python scripts/bench_user_retrain.py [--hand t03] [--labels 216] [--seed 0]
 
