@@ -4,13 +4,17 @@ Layout of a model store (the `model/` folder, `TRIAGE_MODEL_DIR`):
 
     CURRENT                       one line: "<version> <sha256 of its manifest.json>"
     history.jsonl                 promotions, rejections and rollbacks
-    versions/<version>/model.skops
+    versions/<version>/model.skops     the fitted scikit-learn pipeline
+    versions/<version>/serving.npz     its fitted parts as plain arrays (what scoring reads)
     versions/<version>/manifest.json
 
-- The model is stored with skops, not pickle: loading runs no code from the file and refuses
-  any type that is not scikit-learn's, NumPy's or one of this project's feature steps.
-- CURRENT covers the manifest with its hash, and the manifest covers the model file with its
-  hash; the manifest is checked against a schema (`Manifest`) before anything is used.
+- The pipeline is stored with skops, not pickle: loading it runs no code from the file and
+  refuses any type that is not scikit-learn's, NumPy's or one of this project's feature steps.
+  The serving arrays are read with `allow_pickle=False`. Scoring needs only those, so a model
+  loads without importing scikit-learn; the pipeline is read (and its types checked) when
+  training or a check asks for it, or at once with `load_model(..., pipeline=True)`.
+- CURRENT covers the manifest with its hash, and the manifest covers both files with their
+  hashes; the manifest is checked against a schema (`Manifest`) before anything is used.
 - A version is only ever looked up inside the store's versions/ folder: names are plain, and a
   version folder that is a symlink, or resolves elsewhere, is refused.
 - A version folder is written under a temporary name and renamed into place, and CURRENT is
@@ -21,6 +25,7 @@ Layout of a model store (the `model/` folder, `TRIAGE_MODEL_DIR`):
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -34,15 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import skops.io as sio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.features import FEATURES_VERSION
+from app.fast import FEATURES_VERSION
 from app.model import LABELS, Thresholds, TriageModel
 
 HISTORY_FILE = "history.jsonl"
 MODEL_FILE = "model.skops"
+SERVING_FILE = "serving.npz"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
@@ -52,8 +56,10 @@ TRUSTED_TYPES = frozenset(
     {
         "app.features.ItemPreparer",
         "app.features.TextVectorizer",
-        "app.signals.SignalTransformer",
+        "app.signals.SignalTransformer",  # saved before the move to app.features
+        "app.features.SignalTransformer",
         "app.context.ContextTransformer",
+        "app.features.ContextTransformer",
         "app.text.norm_text",
         "app.text.thread_text",
     }
@@ -82,6 +88,7 @@ class Manifest(BaseModel):
     features_version: int
     thresholds: ManifestThresholds
     artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    serving_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 def sha256_file(path: Path) -> str:
@@ -92,8 +99,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sklearn_version() -> str:
+    """The installed scikit-learn's version, read without importing it (an import costs a second)."""
+    return importlib.metadata.version("scikit-learn")
+
+
 def runtime_versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "scikit_learn": sklearn.__version__, "numpy": np.__version__}
+    return {"python": platform.python_version(), "scikit_learn": sklearn_version(), "numpy": np.__version__}
 
 
 def _minor(version: str) -> str:
@@ -183,22 +195,32 @@ def read_thresholds(model_dir: Path) -> Thresholds:
     return Thresholds(**current_manifest(model_dir)[1]["thresholds"])
 
 
-def load_model(model_dir: Path) -> TriageModel:
-    """Load and verify a model (store root or version folder). Raises ModelError with the reason."""
-    folder, manifest = current_manifest(model_dir)
-    artifact = folder / MODEL_FILE
-    if not artifact.is_file():
-        raise ModelError(f"{folder.name}/{MODEL_FILE} is missing")
-    actual = sha256_file(artifact)
-    if actual != manifest["artifact_sha256"]:
+def _verified(folder: Path, name: str, expected: str) -> bytes:
+    """A version file's bytes, checked against the hash in its manifest (the bytes that were read)."""
+    path = folder / name
+    if not path.is_file():
+        raise ModelError(f"{folder.name}/{name} is missing")
+    raw = path.read_bytes()
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected:
         raise ModelError(
-            f"{folder.name}/{MODEL_FILE} does not match its manifest (sha256 {actual[:12]}... != "
-            f"{manifest['artifact_sha256'][:12]}...): refusing to load it"
+            f"{folder.name}/{name} does not match its manifest (sha256 {actual[:12]}... != {expected[:12]}...): "
+            "refusing to load it"
         )
+    return raw
+
+
+def load_model(model_dir: Path, pipeline: bool = False) -> TriageModel:
+    """Load and verify a model (store root or version folder). Raises ModelError with the reason.
+
+    Scoring reads serving.npz; the skops pipeline is read when first asked for, or now with `pipeline=True`.
+    """
+    folder, manifest = current_manifest(model_dir)
+    _verified(folder, MODEL_FILE, manifest["artifact_sha256"])
     trained_with = str(manifest["versions"].get("scikit_learn", ""))
-    if _minor(trained_with) != _minor(sklearn.__version__):
+    if _minor(trained_with) != _minor(sklearn_version()):
         raise ModelError(
-            f"model {manifest['version']} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}: "
+            f"model {manifest['version']} was trained with scikit-learn {trained_with}, this is {sklearn_version()}: "
             f"retrain with `triage train` (or install scikit-learn=={trained_with})"
         )
     if manifest["features_version"] != FEATURES_VERSION:
@@ -206,8 +228,30 @@ def load_model(model_dir: Path) -> TriageModel:
             f"model {manifest['version']} was trained with features version {manifest['features_version']}, "
             f"this code computes version {FEATURES_VERSION}: retrain with `triage train`"
         )
+    thresholds = Thresholds(**manifest["thresholds"])
+    if pipeline or not manifest.get("serving_sha256"):  # versions saved before serving.npz existed
+        fitted = _load_pipeline(folder, manifest["artifact_sha256"])
+        try:
+            return TriageModel(fitted, thresholds, manifest)
+        except Exception as exc:  # a well-formed file holding the wrong thing
+            raise ModelError(f"{folder.name}: the model does not load: {type(exc).__name__}: {exc}") from None
+    serving = _verified(folder, SERVING_FILE, manifest["serving_sha256"])
     try:
-        untrusted = set(sio.get_untrusted_types(file=artifact))
+        return TriageModel(
+            None, thresholds, manifest, serving=serving, load_pipeline=lambda: _load_pipeline(folder, manifest["artifact_sha256"])
+        )
+    except Exception as exc:  # np.load refuses pickled objects (allow_pickle=False); anything else is the wrong content
+        raise ModelError(f"{folder.name}/{SERVING_FILE} does not load: {type(exc).__name__}: {exc}") from None
+
+
+def _load_pipeline(folder: Path, expected_sha256: str) -> Any:
+    """The skops pipeline of a version folder: its hash checked again (it may be read long after the
+    model loaded), then its types, before anything is built."""
+    import skops.io as sio  # only here: importing skops costs more than loading the serving arrays
+
+    raw = _verified(folder, MODEL_FILE, expected_sha256)
+    try:
+        untrusted = set(sio.get_untrusted_types(data=raw))
     except Exception as exc:  # not a skops file (a pickle, say): skops raises many kinds, and runs nothing
         raise ModelError(
             f"{folder.name}/{MODEL_FILE} is not a readable model file ({type(exc).__name__}): refusing to load it"
@@ -218,8 +262,7 @@ def load_model(model_dir: Path) -> TriageModel:
             f"{folder.name}/{MODEL_FILE} holds types this project does not trust ({', '.join(refused[:5])}): refusing to load it"
         )
     try:
-        pipeline = sio.load(artifact, trusted=sorted(untrusted))
-        return TriageModel(pipeline, Thresholds(**manifest["thresholds"]), manifest)
+        return sio.loads(raw, trusted=sorted(untrusted))
     except Exception as exc:  # a well-formed file holding the wrong thing
         raise ModelError(f"{folder.name}: the model does not load: {type(exc).__name__}: {exc}") from None
 
@@ -242,8 +285,17 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
         raise ModelError(f"version {version} already exists in {versions}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=versions))
     try:
+        import skops.io as sio
+
         sio.dump(model.pipeline, tmp / MODEL_FILE, compression=zipfile.ZIP_DEFLATED)
-        manifest = dict(manifest, artifact_sha256=sha256_file(tmp / MODEL_FILE), artifact_file=MODEL_FILE)
+        (tmp / SERVING_FILE).write_bytes(model.serving_bytes())
+        manifest = dict(
+            manifest,
+            artifact_sha256=sha256_file(tmp / MODEL_FILE),
+            artifact_file=MODEL_FILE,
+            serving_sha256=sha256_file(tmp / SERVING_FILE),
+            serving_file=SERVING_FILE,
+        )
         write_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _readable(tmp)
         _checkpoint("before-version-rename")
@@ -257,9 +309,9 @@ def save_model(model: TriageModel, store: Path, manifest: dict[str, Any], make_c
 
 
 def set_current(store: Path, version: str) -> None:
-    """Point CURRENT at a version, atomically; the version must load and verify first."""
+    """Point CURRENT at a version, atomically; the version, its pipeline included, must load and verify first."""
     folder = version_dir(store, version)
-    load_model(folder)
+    load_model(folder, pipeline=True)
     digest = sha256_file(folder / MANIFEST_FILE)
     write_atomic(Path(store) / POINTER_FILE, f"{version} {digest}\n", checkpoint="before-pointer-rename")
 

@@ -11,12 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from app.items import Item, is_anonymous
 from app.signals import registry
-from app.text import Prepared, greets_someone_else
+from app.text import greets_someone_else
 
 _DAY = 24 * 60
 _YEAR = 365 * _DAY
@@ -54,21 +52,17 @@ def context_signal_values(item: Item) -> dict[str, float]:
     return {s.name: float(CONTEXT_FUNCTIONS[s.function](item)) for s in registry().features(("context",))}
 
 
-class ContextTransformer(TransformerMixin, BaseEstimator):
-    """Prepared items -> the context signals, one column each."""
+def context_rows(items: Sequence[Item], names: Sequence[str] | np.ndarray) -> np.ndarray:
+    """The values of the named context signals for every item: an (items, names) array."""
+    signals = registry().signals
+    functions = [CONTEXT_FUNCTIONS[signals[str(n)].function] for n in names]
+    return np.array([[float(f(item)) for f in functions] for item in items], dtype=np.float64).reshape(len(items), len(functions))
 
-    def fit(self, X: Sequence[Prepared], y: Any = None) -> ContextTransformer:
-        self.names_ = np.array([s.name for s in registry().features(("context",))], dtype=object)
-        return self
 
-    def row(self, prepared: Prepared) -> list[float]:
-        """One item's context values, in the order of `names_`."""
-        signals = registry().signals
-        return [float(CONTEXT_FUNCTIONS[signals[n].function](prepared.item)) for n in self.names_]
+def __getattr__(name: str) -> Any:
+    # Model files saved before the transformer moved to app/features.py name it here.
+    if name == "ContextTransformer":
+        from app.features import ContextTransformer
 
-    def transform(self, X: Sequence[Prepared]) -> sp.csr_matrix:
-        dense = np.array([self.row(p) for p in X], dtype=np.float64)
-        return sp.csr_matrix(dense.reshape(len(X), len(self.names_)))
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return self.names_.copy()
+        return ContextTransformer
+    raise AttributeError(name)

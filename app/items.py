@@ -8,9 +8,10 @@ may be unknown (None): a text pasted alone is a valid item.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 KINDS = ("invite", "message")
@@ -114,23 +115,34 @@ class Item:
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
         values: dict[str, Any] = {"text": text, "kind": kind}
-        for f in fields(cls):
-            if f.name in values:
-                continue
-            raw = row.get(f.name)
-            if f.type == "int | None":
-                values[f.name] = as_int(raw, f.name)
-            elif f.type == "bool | None":
-                values[f.name] = as_bool(raw, f.name)
-            elif f.name == "earlier_text":
-                values[f.name] = _as_str(raw) or ""
-            else:
-                values[f.name] = _as_str(raw)
+        get = row.get
+        for name, read in _readers():
+            raw = get(name)
+            if raw is not None:  # absent fields keep their default, unknown
+                values[name] = read(raw, name)
         return cls(**values)
 
     def text_only(self) -> Item:
         """The same text and kind with nothing else known (how a pasted text is scored)."""
         return Item(text=self.text, kind=self.kind)
+
+
+@cache
+def _readers() -> tuple[tuple[str, Callable[[Any, str], Any]], ...]:
+    """How `Item.from_mapping` reads each field other than text and kind, by its declared type."""
+    out: list[tuple[str, Callable[[Any, str], Any]]] = []
+    for f in fields(Item):
+        if f.name in ("text", "kind"):
+            continue
+        if f.type == "int | None":
+            out.append((f.name, as_int))
+        elif f.type == "bool | None":
+            out.append((f.name, as_bool))
+        elif f.name == "earlier_text":
+            out.append((f.name, lambda raw, _: _as_str(raw) or ""))
+        else:
+            out.append((f.name, lambda raw, _: _as_str(raw)))
+    return tuple(out)
 
 
 ITEM_FIELDS = tuple(f.name for f in fields(Item))

@@ -4,32 +4,36 @@ A fitted scikit-learn Pipeline: the feature pipeline of `app/features.py`, then 
 multinomial `LogisticRegression` whose coefficients already carry the calibration
 temperature. So for every class the decision value is exactly intercept + the sum of
 value * weight over the item's features, and the scores are the softmax of the three.
+
+Scoring reads the pipeline's fitted parts (`app/fast.py`), which a saved model keeps beside
+the pipeline as plain arrays: a model loads and scores without importing scikit-learn, and
+the pipeline itself is read only when something asks for it (training, a test's check).
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from functools import cache, cached_property
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.pipeline import Pipeline
 
-from app.fast import FastFeatures
-from app.features import WordEvidence, block_offsets, split_name, word_evidence
+from app.fast import FastFeatures, FittedParts, split_name
 from app.items import LABELS, Item
 from app.signals import registry, signal_spans
 from app.text import NAME_TOKEN, Prepared, prepare
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 DEFAULT_REASONS = 3
 LABEL_TEXT = {"genuine": "genuine", "sales_pitch": "a sales pitch", "spam": "spam or a fake profile"}
 _SPAM = LABELS.index("spam")
 _MAX_PHRASE_WORDS = 6
-FAST_PATH_MAX_ITEMS = 16  # up to this many items, the row-by-row fast path beats the pipeline's transform
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def stopwords() -> frozenset[str]:
     return frozenset(w.lower() for w in tomllib.loads(path.read_text(encoding="utf-8"))["words"])
 
 
+@lru_cache(maxsize=200_000)
 def is_content(word: str) -> bool:
     """A word a reader can check: letters or digits, not a function word, not a person's name."""
     core = word.strip(".,;:!?¡¿()[]{}\"'`*_-").lower().replace("’", "").replace("'", "")
@@ -158,28 +163,60 @@ def summarise(label: str, confidence: float, review: bool, reasons: Sequence[Rea
     return f"{head}: {'; '.join(r.description for r in reasons[:3])}."
 
 
-@dataclass
 class TriageModel:
-    """A fitted pipeline (features + logistic regression) with its thresholds and manifest."""
+    """A fitted pipeline (features + logistic regression) with its thresholds and manifest.
 
-    pipeline: Pipeline
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    Built from a fitted `pipeline`, or from `serving` bytes (`serving_bytes()`, the fitted
+    parts as arrays) with `load_pipeline` to read the pipeline when it is needed.
+    """
 
-    def __post_init__(self) -> None:
-        clf = self.pipeline[-1]
-        if tuple(clf.classes_) != LABELS:
-            raise ValueError(f"model classes {list(clf.classes_)} are not {list(LABELS)}")
-        self.features: Pipeline = self.pipeline[:-1]
-        self.union = self.features[-1]
-        self.coef = np.asarray(clf.coef_, dtype=np.float64)
-        self.intercept = np.asarray(clf.intercept_, dtype=np.float64)
-        self.offsets = block_offsets(self.union)
-        self.fast = FastFeatures(self.union, self.offsets)
-        self._char_cache: dict[str, tuple[int, ...]] = {}
-        blocks = [name for name, _ in self.union.transformer_list]
-        self._block_starts = np.array([self.offsets[b] for b in blocks])
-        self._block_names = np.array(blocks, dtype=object)
+    def __init__(
+        self,
+        pipeline: Pipeline | None = None,
+        thresholds: Thresholds | None = None,
+        manifest: dict[str, Any] | None = None,
+        *,
+        serving: bytes | None = None,
+        load_pipeline: Callable[[], Pipeline] | None = None,
+    ):
+        self.thresholds = thresholds or Thresholds()
+        self.manifest = manifest if manifest is not None else {}
+        self._pipeline = pipeline
+        self._load_pipeline = load_pipeline
+        if pipeline is not None:
+            clf = pipeline[-1]
+            classes = tuple(clf.classes_)
+            parts = FittedParts.from_union(pipeline[-2])
+            coef, intercept = clf.coef_, clf.intercept_
+        elif serving is not None:
+            parts, extra = FittedParts.from_bytes(serving)
+            classes, coef, intercept = tuple(extra["classes"].tolist()), extra["coef"], extra["intercept"]
+        else:
+            raise ValueError("a TriageModel needs a fitted pipeline or its serving bytes")
+        if classes != LABELS:
+            raise ValueError(f"model classes {list(classes)} are not {list(LABELS)}")
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.parts = parts
+        self.offsets = parts.offsets
+        self.fast = FastFeatures(parts)
+        if self.coef.shape != (len(LABELS), self.fast.n_features):
+            raise ValueError(f"coefficients of shape {self.coef.shape} do not fit {self.fast.n_features} features")
+        text_blocks = {h for h, part in parts.blocks if getattr(part, "source", None) == "norm"}
+        self._named_from = min([parts.offsets[b] for b, _ in parts.blocks if b not in text_blocks], default=parts.offsets["_end"])
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The fitted scikit-learn pipeline (read from the model file the first time it is asked for)."""
+        if self._pipeline is None:
+            if self._load_pipeline is None:
+                raise ValueError("this model has no pipeline to load")
+            self._pipeline = self._load_pipeline()
+        return self._pipeline
+
+    def serving_bytes(self) -> bytes:
+        """The fitted parts and the classifier as .npz bytes (what `serving=` reads)."""
+        return self.parts.to_bytes({"coef": self.coef, "intercept": self.intercept, "classes": np.array(LABELS)})
 
     @property
     def version(self) -> str:
@@ -187,18 +224,24 @@ class TriageModel:
 
     @cached_property
     def feature_names(self) -> np.ndarray:
-        return self.features.get_feature_names_out()
+        return self.parts.feature_names()
+
+    @cached_property
+    def _named_columns(self) -> list[tuple[str, str, str, str]]:
+        """(feature, block, name, description) of the columns after the text blocks; no description for
+        style signals, which count in the score but are never shown as a reason."""
+        signals = registry().signals
+        out = []
+        for feature in self.feature_names[self._named_from :].tolist():
+            block, name = split_name(feature)
+            style = name in signals and signals[name].style
+            out.append((feature, block, name, "" if style else describe(feature)))
+        return out
 
     def transform(self, items: Sequence[Item], prepared: Sequence[Prepared] | None = None) -> sp.csr_matrix:
-        """The feature matrix (equal to `features.transform(items)`).
-
-        A few items go through the fast path (`app/fast.py`), where scikit-learn's per-call
-        overhead would dominate; larger chunks through the fitted union itself.
-        """
+        """The feature matrix (equal to the pipeline's features.transform(items))."""
         prepared = prepared if prepared is not None else [prepare(it) for it in items]
-        if len(prepared) <= FAST_PATH_MAX_ITEMS:
-            return self.fast.transform(prepared)
-        return sp.csr_matrix(self.union.transform(prepared))
+        return self.fast.transform(prepared)
 
     def decision(self, X: sp.csr_matrix) -> np.ndarray:
         """(n, 3) decision values of a feature matrix; equal to the pipeline's decision_function."""
@@ -208,39 +251,31 @@ class TriageModel:
         return softmax(self.decision(self.transform(items)))
 
     # -- readable reasons ----------------------------------------------------------------
-    def blocks_of(self, columns: np.ndarray) -> np.ndarray:
-        """The block name ('word', 'char', 'thread', 'signal', 'context') of each column index."""
-        return self._block_names[np.searchsorted(self._block_starts, columns, side="right") - 1]
-
-    def reasons(self, prepared: Prepared, row: RowView | sp.csr_matrix, k: int, n: int = DEFAULT_REASONS) -> tuple[Reason, ...]:
+    def reasons(
+        self, prepared: Prepared, named: RowView, runs: WordRuns, d: int, k: int, n: int = DEFAULT_REASONS
+    ) -> tuple[Reason, ...]:
         """The top `n` pieces of evidence for class k: phrases of the text, named signals, the conversation.
 
-        `prepared` must carry offsets (prepare(item, with_offsets=True)), so phrases point into the text.
+        `named` holds the row's columns outside the word and character blocks; `runs` (doc `d`) the
+        text's runs of words that push towards k.
         """
         if n <= 0:
             return ()
         item = prepared.item
         weights = self.coef[k]
-        candidates: list[Reason] = []
-        words = word_evidence(prepared, self.union, row, weights, self.offsets, self._char_cache)
-        candidates += _phrases(prepared, words)
+        candidates = _phrases(prepared, runs, d, n)
         thread_total, thread_words = 0.0, []
-        signals = registry().signals
-        names = self.feature_names
-        for j, value, block in zip(row.indices.tolist(), row.data.tolist(), self.blocks_of(row.indices), strict=True):
-            if block in ("word", "char"):
-                continue
+        columns = self._named_columns
+        for j, value in zip(named.indices, named.data, strict=True):
             contribution = value * weights[j]
-            if block in ("signal", "context") and contribution > 0:
-                name = split_name(str(names[j]))[1]
-                if name in signals and signals[name].style:
-                    continue
-                candidates.append(Reason(str(names[j]), float(contribution), describe(str(names[j]))))
+            feature, block, name, description = columns[j - self._named_from]
+            if block in ("signal", "context"):
+                if contribution > 0 and description:
+                    candidates.append(Reason(feature, float(contribution), description))
             elif block == "thread":
                 thread_total += contribution
-                word = split_name(str(names[j]))[1]
-                if contribution > 0 and is_content(word):
-                    thread_words.append((contribution, word))
+                if contribution > 0 and is_content(name):
+                    thread_words.append((contribution, name))
         if thread_total > 0 and thread_words:
             said = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
             candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({said})"))
@@ -249,8 +284,13 @@ class TriageModel:
         top = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
         # Spans only for the signals that made the cut: finding them rescans the text.
         return tuple(
-            replace(r, spans=tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, split_name(r.feature)[1])))
-            if split_name(r.feature)[0] == "signal"
+            Reason(
+                r.feature,
+                r.contribution,
+                r.description,
+                tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, r.feature[len("signal__") :])),
+            )
+            if r.feature.startswith("signal__")
             else r
             for r in top
         )
@@ -259,25 +299,30 @@ class TriageModel:
         """Verdict, scores, review flag, reasons and summary for every item, computed as one matrix."""
         if not items:
             return []
-        prepared = [prepare(it, with_offsets=n_reasons > 0) for it in items]
-        X = self.transform(items, prepared)
-        proba = softmax(self.decision(X))
+        prepared = [prepare(it) for it in items]
+        feats = self.fast.features(prepared)
+        proba = softmax(self.fast.decision(feats, self.coef) + self.intercept)
         chosen, review = decide(proba, self.thresholds)
+        contribution = (
+            self.fast.word_contributions(feats, self.coef, chosen) if n_reasons > 0 else np.zeros(len(feats.word_starts))
+        )
+        runs = WordRuns.find(feats.word_base, feats.word_starts, feats.word_ends, contribution)
+        # plain lists per row: scipy's X[i] and numpy scalars cost more than the reasons
+        named_columns, named_values = feats.rows_from(self._named_from)
+        rows, chosen_list, review_list = proba.tolist(), chosen.tolist(), review.tolist()
         out = []
-        X.sort_indices()
         for i in range(len(items)):
-            k = int(chosen[i])
-            lo, hi = X.indptr[i], X.indptr[i + 1]  # the row's slices: scipy's X[i] costs more than the reasons
-            reasons = self.reasons(prepared[i], RowView(X.indices[lo:hi], X.data[lo:hi]), k, n_reasons)
-            label, confidence = LABELS[k], float(proba[i, k])
+            k = chosen_list[i]
+            reasons = self.reasons(prepared[i], RowView(named_columns[i], named_values[i]), runs, i, k, n_reasons)
+            label, confidence = LABELS[k], rows[i][k]
             out.append(
                 Verdict(
                     verdict=label,
                     confidence=confidence,
-                    scores={lab: float(p) for lab, p in zip(LABELS, proba[i], strict=True)},
-                    needs_review=bool(review[i]),
+                    scores=dict(zip(LABELS, rows[i], strict=True)),
+                    needs_review=review_list[i],
                     reasons=reasons,
-                    summary=summarise(label, confidence, bool(review[i]), reasons),
+                    summary=summarise(label, confidence, review_list[i], reasons),
                     model_version=self.version,
                 )
             )
@@ -310,44 +355,82 @@ class TriageModel:
 class RowView:
     """One row of a CSR matrix as its column indices and values (what reasons read)."""
 
-    indices: np.ndarray
-    data: np.ndarray
+    indices: Sequence[int]
+    data: Sequence[float]
 
 
-def _phrases(prepared: Prepared, words: list[WordEvidence]) -> list[Reason]:
-    """Runs of neighbouring words that pushed towards the class, as phrases of the received text."""
-    if not words or prepared.starts is None or prepared.ends is None:
-        return []
-    best = max(w.contribution for w in words)
-    floor = max(0.05, 0.25 * best)
-    strong = [w for w in words if w.contribution >= floor]
-    runs: list[list[WordEvidence]] = []
-    for w in strong:
-        gap = prepared.norm[runs[-1][-1].end : w.start] if runs else "x"
-        if runs and not gap.strip() and len(runs[-1]) < _MAX_PHRASE_WORDS:
-            runs[-1].append(w)
-        else:
-            runs.append([w])
-    text = prepared.item.text
-    out = []
-    for run in runs:
-        while run and not is_content(prepared.norm[run[0].start : run[0].end]):
-            run = run[1:]
-        while run and not is_content(prepared.norm[run[-1].start : run[-1].end]):
-            run = run[:-1]
-        if not run:
+@dataclass
+class WordRuns:
+    """Per doc of a chunk, runs of neighbouring words that push towards its class, strongest first.
+
+    A word is strong when its contribution reaches max(0.05, a quarter of its doc's strongest
+    word); a run is at most six strong words in a row. Arrays are plain lists: the reasons
+    read a few runs per doc.
+    """
+
+    doc_runs: list[int]  # doc d's runs are doc_runs[d]:doc_runs[d+1], by descending sum
+    run_sum: list[float]
+    run_first: list[int]  # index of the run's first word in the word lists
+    run_len: list[int]
+    starts: list[int]  # each strong word's span in the normalised text
+    ends: list[int]
+    contribution: list[float]
+
+    @classmethod
+    def find(cls, base: np.ndarray, starts: np.ndarray, ends: np.ndarray, contribution: np.ndarray) -> WordRuns:
+        n_docs = len(base) - 1
+        doc = np.repeat(np.arange(n_docs), np.diff(base))
+        best = np.full(n_docs, -np.inf)
+        if len(doc):
+            np.maximum.at(best, doc, contribution)
+        strong = np.flatnonzero(contribution >= np.maximum(0.05, 0.25 * best)[doc]) if len(doc) else np.zeros(0, np.int64)
+        sdoc = doc[strong]
+        new_group = np.ones(len(strong), dtype=bool)
+        new_group[1:] = (np.diff(strong) != 1) | (np.diff(sdoc) != 0)
+        group_start = np.maximum.accumulate(np.where(new_group, np.arange(len(strong)), 0)) if len(strong) else strong
+        new_run = new_group | ((np.arange(len(strong)) - group_start) % _MAX_PHRASE_WORDS == 0)
+        first = np.flatnonzero(new_run)
+        values = contribution[strong]
+        sums = np.add.reduceat(values, first) if len(first) else np.zeros(0)
+        lengths = np.diff(np.append(first, len(strong)))
+        rdoc = sdoc[first]
+        order = np.lexsort((-sums, rdoc))
+        doc_runs = np.searchsorted(rdoc[order], np.arange(n_docs + 1), side="left")
+        return cls(
+            doc_runs.tolist(),
+            sums[order].tolist(),
+            first[order].tolist(),
+            lengths[order].tolist(),
+            starts[strong].tolist(),
+            ends[strong].tolist(),
+            values.tolist(),
+        )
+
+
+def _phrases(prepared: Prepared, runs: WordRuns, d: int, enough: int = DEFAULT_REASONS) -> list[Reason]:
+    """Doc d's runs of strong words as phrases of the received text, function words trimmed off their ends.
+
+    Only the phrases that can still make the top `enough` are spelt out: a run's words all
+    push towards the class, so trimming can only lower its sum.
+    """
+    text, norm = prepared.item.text, prepared.norm
+    out: list[Reason] = []
+    for r in range(runs.doc_runs[d], runs.doc_runs[d + 1]):
+        if len(out) >= enough and runs.run_sum[r] < out[enough - 1].contribution:
+            break
+        lo, hi = runs.run_first[r], runs.run_first[r] + runs.run_len[r]
+        while lo < hi and not is_content(norm[runs.starts[lo] : runs.ends[lo]]):
+            lo += 1
+        while lo < hi and not is_content(norm[runs.starts[hi - 1] : runs.ends[hi - 1]]):
+            hi -= 1
+        if lo == hi:
             continue  # function words alone are no reason a reader can use
-        start, end = prepared.starts[run[0].start], prepared.ends[run[-1].end - 1]
+        start, end = prepared.start_of(runs.starts[lo]), prepared.end_of(runs.ends[hi - 1] - 1)
         shown = " ".join(text[start:end].split())
         if not shown:
             continue
-        what = "the words" if len(run) > 1 else "the word"
-        out.append(
-            Reason(
-                f"text:{shown.lower()}",
-                sum(w.contribution for w in run),
-                f"{what} '{shown}'",
-                (Span(start, end, text[start:end]),),
-            )
-        )
+        what = "the words" if hi - lo > 1 else "the word"
+        contribution = sum(runs.contribution[lo:hi])
+        out.append(Reason(f"text:{shown.lower()}", contribution, f"{what} '{shown}'", (Span(start, end, text[start:end]),)))
+        out.sort(key=lambda reason: -reason.contribution)
     return out

@@ -70,9 +70,12 @@ def score_cells(verdict: Verdict, text: str) -> list[Any]:
 
 def csv_safe(value: Any) -> Any:
     """A cell as a spreadsheet may open it safely: text that would start a formula gets a leading quote."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value.startswith(_FORMULA_START) else value
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and value.startswith(_FORMULA_START):  # a str subclass
         return "'" + value
     return value
 
@@ -105,12 +108,14 @@ class RowWriter:
         self.jsonl = output_kind(self.path) == "jsonl"
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.fh: IO[str] | None = None
+        self.csv: Any = None
         self.rows = 0
 
     def _open(self) -> IO[str]:
         if self.fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
+            self.csv = csv.writer(self.fh, lineterminator="\r\n")  # as csv_line writes one record
             if not self.jsonl:
                 self.fh.write(csv_line(self.columns))
         return self.fh
@@ -121,7 +126,7 @@ class RowWriter:
         if self.jsonl:
             fh.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
         else:
-            fh.write(csv_line(values))
+            self.csv.writerow(["" if v is None else csv_safe(v) for v in values])
 
     def commit(self) -> None:
         self._open().close()

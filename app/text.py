@@ -13,11 +13,14 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from app.items import Item
 
 NAME_TOKEN = "xname"
+KEPT, REPLACED, FOLDED = 0, 1, 2  # how a part of the normalised text comes from the received one
+# The model's words: two or more letters, or a single symbol that is not punctuation (emoji, $, ₹, ?, !).
+WORD_PATTERN = r"(?u)\w\w+|[^\w\s.,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
 URL_TOKEN = "xurl"
 
 _TLDS = (
@@ -28,13 +31,16 @@ _MARKUP = re.compile(
     r"(?P<tag></?[a-zA-Z][a-zA-Z0-9]{0,15}(?:\s[^<>]*+)?/?>)"
     r"|(?P<entity>&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});)"
 )
-_CONTACT = re.compile(
-    r"(?P<email>(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8})"
-    r"|(?P<url>(?:https?://|www\.)[^\s<>\"'`)\]]*+)"
-    rf"|(?P<domain>(?<![\w.@/-])(?:[a-z0-9][a-z0-9-]{{0,62}}\.){{1,4}}(?:{_TLDS})\b(?:/[^\s<>\"'`)\]]*+)?)"
-    r"|(?P<phone>(?<![\w/+])\+?[0-9](?:[ ().-]{0,2}[0-9]){8,14}(?!\w))",
-    re.IGNORECASE,
+_CONTACT_PARTS = (
+    r"(?P<email>(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8})",
+    r"(?P<url>(?:https?://|www\.)[^\s<>\"'`)\]]*+)",
+    rf"(?P<domain>(?<![\w.@/-])(?:[a-z0-9][a-z0-9-]{{0,62}}\.){{1,4}}(?:{_TLDS})\b(?:/[^\s<>\"'`)\]]*+)?)",
+    r"(?P<phone>(?<![\w/+])\+?[0-9](?:[ ().-]{0,2}[0-9]){8,14}(?!\w))",
 )
+# What each part cannot match without (tested on the whole text first, a far cheaper scan).
+_NEEDS_URL = re.compile(r"https?://|www\.", re.IGNORECASE)
+_NEEDS_DOMAIN = re.compile(rf"\.(?:{_TLDS})\b", re.IGNORECASE)
+_DIGIT = re.compile(r"[0-9]")
 _HREF = re.compile(r"href\s{0,5}=\s{0,5}[\"']?([^\"'\s>]{1,2000})", re.IGNORECASE)
 _BLOCK_TAG = re.compile(r"<\s{0,5}/?\s{0,5}(?:br|p|div|li|tr|h[1-6])\b", re.IGNORECASE)
 MERGE_TOKEN = re.compile(
@@ -73,14 +79,20 @@ def domain_of(url: str) -> str:
     return low
 
 
-def _known_names(item: Item) -> list[str]:
+def _known_names(item: Item) -> tuple[str, ...]:
+    return _names_of(item.sender_name, item.recipient_name)
+
+
+@lru_cache(maxsize=4096)
+def _names_of(sender: str | None, recipient: str | None) -> tuple[str, ...]:
+    """The parts of two people's names worth masking, longest first (the same senders recur)."""
     names: set[str] = set()
-    for full in (item.sender_name, item.recipient_name):
+    for full in (sender, recipient):
         for part in (full or "").replace(",", " ").split():
             part = part.strip(".")
             if len(part) >= 2 and part.lower() not in _NOT_NAMES:
                 names.add(part)
-    return sorted(names, key=len, reverse=True)
+    return tuple(sorted(names, key=len, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -90,12 +102,55 @@ class Prepared:
     item: Item
     raw: str  # the received text with entities decoded and tags turned into spaces or line breaks
     norm: str  # lower-cased; links -> "xurl domain", e-mails and phones dropped, names -> "xname"
-    starts: tuple[int, ...] | None  # norm index -> start of its source in the received text
-    ends: tuple[int, ...] | None  # norm index -> end of its source in the received text
+    sources: tuple[tuple[int, int, int, int], ...]  # (norm start, received start, received end, KEPT/REPLACED/FOLDED)
     domains: tuple[str, ...]
     n_emails: int
     n_phones: int
     has_markup: bool
+
+    def start_of(self, i: int) -> int:
+        """Where the source of norm[i] starts in the received text."""
+        for at, a, _, kind in reversed(self.sources):
+            if at <= i:
+                return a + i - at if kind == KEPT else a if kind == REPLACED else self.starts[i]
+        raise IndexError(i)
+
+    def end_of(self, i: int) -> int:
+        """Where the source of norm[i] ends in the received text."""
+        for at, a, b, kind in reversed(self.sources):
+            if at <= i:
+                return a + i - at + 1 if kind == KEPT else b if kind == REPLACED else self.ends[i]
+        raise IndexError(i)
+
+    @cached_property
+    def starts(self) -> tuple[int, ...]:
+        """norm index -> start of its source in the received text."""
+        return self._offsets()[0]
+
+    @cached_property
+    def ends(self) -> tuple[int, ...]:
+        """norm index -> end of its source in the received text."""
+        return self._offsets()[1]
+
+    def _offsets(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        st: list[int] = []
+        en: list[int] = []
+        text = self.item.text
+        bounds = [at for at, _, _, _ in self.sources[1:]] + [len(self.norm)]
+        for (at, a, b, kind), end in zip(self.sources, bounds, strict=True):
+            length = end - at
+            if kind == REPLACED:
+                st += [a] * length
+                en += [b] * length
+            elif kind == KEPT:
+                st += range(a, b)
+                en += range(a + 1, b + 1)
+            else:  # folding changed the length: map character by character
+                for i, ch in enumerate(text[a:b]):
+                    k = len(_fold(ch))
+                    st += [a + i] * k
+                    en += [a + i + 1] * k
+        return tuple(st), tuple(en)
 
 
 def _replacements(text: str) -> tuple[list[tuple[int, int, str, str]], list[str], int, int, bool]:
@@ -120,7 +175,8 @@ def _replacements(text: str) -> tuple[list[tuple[int, int, str, str]], list[str]
                 decoded = html.unescape(s).replace("\xa0", " ")
                 spans.append((m.start(), m.end(), decoded.lower(), decoded))
     markup = list(spans)
-    for m in _CONTACT.finditer(text):
+    contact = _contact_pattern(text)
+    for m in contact.finditer(text) if contact is not None else ():
         a, b = m.start(), m.end()
         if any(a < mb and ma < b for ma, mb, _, _ in markup):
             continue
@@ -137,6 +193,26 @@ def _replacements(text: str) -> tuple[list[tuple[int, int, str, str]], list[str]
             n_phones += 1
             spans.append((a, b, " ", s))
     return spans, domains, n_emails, n_phones, has_markup
+
+
+def _contact_pattern(text: str) -> re.Pattern[str] | None:
+    """The contact pattern with only the parts that can match in `text` (an e-mail needs "@", a link
+    "http(s)://" or "www.", a domain a dot and a top-level domain, a phone nine digits), or None.
+
+    Leaving out a part that cannot match anywhere changes no match: most messages skip the scan.
+    """
+    parts = (
+        "@" in text,
+        _NEEDS_URL.search(text) is not None,
+        "." in text and _NEEDS_DOMAIN.search(text) is not None,
+        _DIGIT.search(text) is not None and len(_DIGIT.findall(text)) >= 9,
+    )
+    return _contact_variant(parts) if any(parts) else None
+
+
+@lru_cache(maxsize=16)
+def _contact_variant(parts: tuple[bool, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(p for p, on in zip(_CONTACT_PARTS, parts, strict=True) if on), re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)
@@ -167,12 +243,12 @@ def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     names = _known_names(item)
     if names:
-        spans += [(m.start(), m.end()) for m in _names_pattern(tuple(names)).finditer(text)]
+        spans += [(m.start(), m.end()) for m in _names_pattern(names).finditer(text)]
     m = _GREETING_NAME.match(text)
     if m and m.group("name").lower() not in _NOT_NAMES and m.group("name")[0].isupper():
         spans.append((m.start("name"), m.end("name")))
     tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: look only there
-    m = _SIGNOFF_NAME.search(text, tail)
+    m = _SIGNOFF_NAME.search(text, tail) if "\n" in text[tail:] else None
     if m and m.group("name").split()[0].lower() not in _NOT_NAMES:
         spans.append((m.start("name"), m.end("name")))
     return spans
@@ -186,7 +262,8 @@ def _fold(chunk: str) -> str:
 
 
 def prepare(item: Item, with_offsets: bool = False) -> Prepared:
-    """Normalise an item's text; with offsets, also map each character back to the received text."""
+    """Normalise an item's text. Offsets back into the received text are always kept (as the parts
+    the text was cut into, mapped on demand); `with_offsets` is accepted for older callers."""
     text = item.text
     spans, domains, n_emails, n_phones, has_markup = _replacements(text)
     taken = [(a, b) for a, b, _, _ in spans]
@@ -194,40 +271,28 @@ def prepare(item: Item, with_offsets: bool = False) -> Prepared:
         if not any(a < tb and ta < b for ta, tb in taken):
             spans.append((a, b, NAME_TOKEN, text[a:b]))
             taken.append((a, b))
+    if not spans:  # most messages: nothing replaced
+        norm = _fold(text)
+        return Prepared(item, text, norm, ((0, 0, len(text), KEPT if len(norm) == len(text) else FOLDED),), (), 0, 0, False)
     spans.sort()
-    pos = 0
+    pos = at = 0
     norm_parts: list[str] = []
     raw_parts: list[str] = []
-    sources: list[tuple[int, int, bool]] = []
+    sources: list[tuple[int, int, int, int]] = []
     for a, b, model_text, readable in spans:
         if a < pos:
             continue
-        norm_parts += [_fold(text[pos:a]), model_text]
+        folded = _fold(text[pos:a])
+        norm_parts += [folded, model_text]
         raw_parts += [text[pos:a], readable]
-        sources += [(pos, a, False), (a, b, True)]
+        sources += [(at, pos, a, KEPT if len(folded) == a - pos else FOLDED), (at + len(folded), a, b, REPLACED)]
+        at += len(folded) + len(model_text)
         pos = b
-    norm_parts.append(_fold(text[pos:]))
+    folded = _fold(text[pos:])
+    norm_parts.append(folded)
     raw_parts.append(text[pos:])
-    sources.append((pos, len(text), False))
-    starts: tuple[int, ...] | None = None
-    ends: tuple[int, ...] | None = None
-    if with_offsets:
-        st: list[int] = []
-        en: list[int] = []
-        for (a, b, replaced), normed in zip(sources, norm_parts, strict=True):
-            if replaced:
-                st += [a] * len(normed)
-                en += [b] * len(normed)
-            elif len(normed) == b - a:
-                st += range(a, b)
-                en += range(a + 1, b + 1)
-            else:  # folding changed the length: map character by character
-                for i, ch in enumerate(text[a:b]):
-                    k = len(_fold(ch))
-                    st += [a + i] * k
-                    en += [a + i + 1] * k
-        starts, ends = tuple(st), tuple(en)
-    return Prepared(item, "".join(raw_parts), "".join(norm_parts), starts, ends, tuple(domains), n_emails, n_phones, has_markup)
+    sources.append((at, pos, len(text), KEPT if len(folded) == len(text) - pos else FOLDED))
+    return Prepared(item, "".join(raw_parts), "".join(norm_parts), tuple(sources), tuple(domains), n_emails, n_phones, has_markup)
 
 
 def norm_text(prepared: Prepared) -> str:
@@ -241,7 +306,5 @@ def thread_text(prepared: Prepared) -> str:
 
 
 def source_spans(prepared: Prepared, start: int, end: int) -> tuple[int, int]:
-    """The received-text span behind norm[start:end] (needs offsets)."""
-    if prepared.starts is None or prepared.ends is None:
-        raise ValueError("prepare(item, with_offsets=True) is needed for spans")
-    return prepared.starts[start], prepared.ends[end - 1]
+    """The received-text span behind norm[start:end]."""
+    return prepared.start_of(start), prepared.end_of(end - 1)

@@ -7,10 +7,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils import estimator_checks
 
-from app.context import ContextTransformer
-from app.features import BLOCKS, ItemPreparer, make_features, split_name, word_evidence
+from app.fast import FastFeatures, FittedParts
+from app.features import BLOCKS, ContextTransformer, ItemPreparer, SignalTransformer, make_features, split_name
 from app.items import Item
-from app.signals import SignalTransformer
 from app.text import prepare
 
 TEXTS = [
@@ -43,22 +42,20 @@ def test_a_block_can_be_left_out():
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_word_evidence_adds_up_to_the_word_and_character_contributions(fitted, text):
+def test_word_contributions_add_up_to_the_word_and_character_contributions(fitted, text):
     pipe, _ = fitted
-    union = pipe[-1]
-    item = Item(text=text)
-    row = pipe.transform([item])[0].tocsr()
-    weights = np.random.default_rng(0).normal(size=row.shape[1])
-    offsets, start = {}, 0
-    for name, transformer in union.transformer_list:
-        offsets[name] = start
-        start += len(transformer.get_feature_names_out())
-    evidence = word_evidence(prepare(item), union, row, weights, offsets)
+    fast = FastFeatures(FittedParts.from_union(pipe[-1]))
+    row = pipe.transform([Item(text=text)])[0].tocsr()
+    weights = np.random.default_rng(0).normal(size=(3, row.shape[1]))
+    feats = fast.features([prepare(Item(text=text))])
     names = pipe.get_feature_names_out()
-    expected = sum(
-        v * weights[j] for j, v in zip(row.indices, row.data, strict=True) if split_name(names[j])[0] in ("word", "char")
-    )
-    assert sum(e.contribution for e in evidence) == pytest.approx(expected, abs=1e-9)
+    for k in range(3):
+        per_word = fast.word_contributions(feats, weights, np.array([k]))
+        expected = sum(
+            v * weights[k, j] for j, v in zip(row.indices, row.data, strict=True) if split_name(names[j])[0] in ("word", "char")
+        )
+        assert len(per_word) == len(prepare(Item(text=text)).norm.split())  # one value per word the model reads
+        assert per_word.sum() == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.parametrize("estimator", [ItemPreparer(), SignalTransformer(), ContextTransformer()], ids=lambda e: type(e).__name__)

@@ -14,6 +14,7 @@ import sklearn
 from app.artifact import (
     MANIFEST_FILE,
     MODEL_FILE,
+    SERVING_FILE,
     ModelError,
     current_version,
     list_versions,
@@ -126,7 +127,7 @@ def test_tampered_artifact_is_refused_before_loading(tmp_path, tiny_model, monke
     with open(path / MODEL_FILE, "ab") as fh:
         fh.write(b"\0")
     loaded = []
-    monkeypatch.setattr("app.artifact.sio.load", lambda *a, **k: loaded.append(a))
+    monkeypatch.setattr("skops.io.loads", lambda *a, **k: loaded.append(a))
     with pytest.raises(ModelError, match="does not match its manifest"):
         load_model(tmp_path)
     assert loaded == []
@@ -149,7 +150,9 @@ def test_a_model_file_naming_a_type_that_runs_code_is_refused_even_with_a_matchi
     with pytest.raises(ModelError, match="does not match the hash in CURRENT"):
         load_model(tmp_path)  # through the store: CURRENT's hash of the manifest catches the change first
     with pytest.raises(ModelError, match="does not trust"):
-        load_model(path)  # even given the version folder itself, the file's types are refused
+        load_model(path, pipeline=True)  # even given the version folder itself, the file's types are refused
+    with pytest.raises(ModelError, match="does not trust"):
+        _ = load_model(path).pipeline  # and when scoring's model is asked for its pipeline later
 
 
 class _RunsCode:
@@ -168,8 +171,34 @@ def test_a_pickle_in_place_of_the_model_runs_nothing(tmp_path, tiny_model):
     manifest["artifact_sha256"] = sha256_file(path / MODEL_FILE)
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="not a readable model file"):
+        load_model(path, pipeline=True)
+    assert not marker.exists()
+
+
+def test_serving_arrays_holding_a_pickle_are_refused_and_run_nothing(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "store", dict(tiny_model.manifest, version="v1"))
+    marker = tmp_path / "pwned"
+    np.savez(path / SERVING_FILE, blocks=np.array([_RunsCode(str(marker))], dtype=object))
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    with pytest.raises(ModelError, match="does not match its manifest"):
+        load_model(path)
+    manifest["serving_sha256"] = sha256_file(path / SERVING_FILE)
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=f"{SERVING_FILE} does not load"):
         load_model(path)
     assert not marker.exists()
+
+
+def test_a_loaded_model_scores_without_its_pipeline_and_reads_it_on_demand(tmp_path, tiny_model, monkeypatch):
+    save_model(tiny_model, tmp_path, dict(tiny_model.manifest, version="v1"))  # promotion reads the pipeline once
+    loaded = []
+    real_loads = __import__("skops.io", fromlist=["loads"]).loads
+    monkeypatch.setattr("skops.io.loads", lambda *a, **k: loaded.append(a) or real_loads(*a, **k))
+    model = load_model(tmp_path)
+    assert np.allclose(model.predict_proba(ITEMS), tiny_model.predict_proba(ITEMS), atol=1e-12)
+    assert loaded == []
+    assert np.allclose(model.pipeline.predict_proba(ITEMS), tiny_model.predict_proba(ITEMS), atol=1e-9)
+    assert len(loaded) == 1
 
 
 @pytest.mark.parametrize(

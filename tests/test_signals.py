@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.context import CONTEXT_FUNCTIONS, context_signal_values
@@ -131,3 +133,26 @@ def test_a_lexicon_file_naming_an_unknown_signal_is_refused(tmp_path):
 )
 def test_greeting_someone_else_needs_a_known_recipient_and_another_name(item):
     assert context_signal_values(item)["greets_someone_else"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pay $50 now",
+        "500 USD",
+        "Rs. 2000 only",
+        "2 lakhs",
+        "₹ 900",
+        "call 98765",
+        "RS 5",
+        "Rſ 5",
+        "5 uſd",
+        "no money",
+        "10 hours",
+    ],
+)
+def test_the_money_pattern_with_its_lookahead_finds_what_the_plain_one_finds(text):
+    from app.signals import _MONEY
+
+    plain = re.compile(_MONEY.pattern.split(")", 1)[1].removeprefix("(?:").removesuffix(")"), re.IGNORECASE)
+    assert _MONEY.findall(text) == plain.findall(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -40,9 +41,11 @@ def test_names_of_sender_and_recipient_and_greetings_are_masked():
     ["Hi Ana, see https://bit.ly/x1 &amp; <b>now</b>", "𝐁𝐢𝐭𝐜𝐨𝐢𝐧 profits İstanbul ß", "call +1 (555) 010-9999 or a@b.co"],
 )
 def test_offsets_map_every_normalised_character_back_into_the_received_text(text):
-    p = prepare(Item(text=text, sender_name="Ana Lee"), with_offsets=True)
-    assert p.starts is not None and p.ends is not None and len(p.starts) == len(p.norm) == len(p.ends)
+    p = prepare(Item(text=text, sender_name="Ana Lee"))
+    assert len(p.starts) == len(p.norm) == len(p.ends)
     assert all(0 <= a < b <= len(text) for a, b in zip(p.starts, p.ends, strict=True))
+    assert [p.start_of(i) for i in range(len(p.norm))] == list(p.starts)
+    assert [p.end_of(i) for i in range(len(p.norm))] == list(p.ends)
 
 
 def test_fancy_letters_fold_to_plain_ones():
@@ -89,3 +92,36 @@ def test_adversarial_texts_cost_about_what_ordinary_text_of_their_length_costs(t
 def test_fuzzed_texts_over_adversarial_alphabets_stay_linear(text):
     baseline = min(_seconds(_ordinary(len(text))) for _ in range(2))
     assert _seconds(text) < 20 * baseline + 0.05
+
+
+CONTACT_TEXTS = [
+    "mail me at ana.lee@example.com or +44 20 7946 0958",
+    "see http://localhost/x and WWW.Example.ORG/path, or bit.ly/abc.",
+    "Thanks. See you at 5.30 tomorrow",
+    "call 98765 43210 pls",
+    "my number is 123 456 78",
+    "no contact here",
+    "a@b",
+    "visit example.com.",
+]
+
+
+@pytest.mark.parametrize("text", CONTACT_TEXTS)
+def test_the_contact_scan_uses_only_parts_that_can_match_and_finds_the_same(text):
+    from app.text import _CONTACT_PARTS, _contact_pattern
+
+    full = re.compile("|".join(_CONTACT_PARTS), re.IGNORECASE)
+    narrowed = _contact_pattern(text)
+    found = [(m.lastgroup, m.span()) for m in narrowed.finditer(text)] if narrowed else []
+    assert found == [(m.lastgroup, m.span()) for m in full.finditer(text)]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(alphabet="ab1.@:/ wWhtpcom-+", max_size=40))
+def test_the_narrowed_contact_scan_finds_what_the_full_one_finds(text):
+    from app.text import _CONTACT_PARTS, _contact_pattern
+
+    full = re.compile("|".join(_CONTACT_PARTS), re.IGNORECASE)
+    narrowed = _contact_pattern(text)
+    found = [(m.lastgroup, m.span()) for m in narrowed.finditer(text)] if narrowed else []
+    assert found == [(m.lastgroup, m.span()) for m in full.finditer(text)]
