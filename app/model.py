@@ -227,6 +227,11 @@ class TriageModel:
         return self.parts.feature_names()
 
     @cached_property
+    def _named_weights(self) -> list[list[float]]:
+        """Each class's weights of the columns after the text blocks, as plain floats (read per reason)."""
+        return self.coef[:, self._named_from :].tolist()
+
+    @cached_property
     def _named_columns(self) -> list[tuple[str, str, str, str]]:
         """(feature, block, name, description) of the columns after the text blocks; no description for
         style signals, which count in the score but are never shown as a reason."""
@@ -262,13 +267,14 @@ class TriageModel:
         if n <= 0:
             return ()
         item = prepared.item
-        weights = self.coef[k]
+        weights = self._named_weights[k]
         candidates = _phrases(prepared, runs, d, n)
         thread_total, thread_words = 0.0, []
         columns = self._named_columns
+        start = self._named_from
         for j, value in zip(named.indices, named.data, strict=True):
-            contribution = value * weights[j]
-            feature, block, name, description = columns[j - self._named_from]
+            contribution = value * weights[j - start]
+            feature, block, name, description = columns[j - start]
             if block in ("signal", "context"):
                 if contribution > 0 and description:
                     candidates.append(Reason(feature, float(contribution), description))

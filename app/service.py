@@ -122,6 +122,9 @@ class ModelHolder:
             try:
                 version_dir = resolve_version_dir(self.model_dir)
                 model = apply_thresholds(load_model(self.model_dir), self.settings.review_threshold, self.settings.spam_threshold)
+                # Score one text before going live: the compiled loops load (or compile, on a fresh
+                # install) now, not on the first request, and a model that cannot score is refused here.
+                model.verdicts([Item(text="warm-up: thanks for connecting!")])
             except Exception as exc:  # a bad artifact can fail in many ways; none may take the service down
                 message = str(exc) if isinstance(exc, (ModelError, ValueError)) else f"{type(exc).__name__}: {exc}"
                 self._failed_fingerprint = fingerprint
