@@ -34,6 +34,7 @@ from app.signals import registry, signal_rows
 from app.text import WORD_PATTERN, Prepared, norm_text, prepare, thread_text
 
 BLOCKS = ("word", "char", "thread", "signal", "context")
+_TFIDF: dict[str, Any] = {"sublinear_tf": True, "lowercase": False, "dtype": np.float64}  # every text block
 
 
 class TextVectorizer(TfidfVectorizer):
@@ -118,31 +119,10 @@ def make_features(
         raise ValueError(f"unknown feature blocks {sorted(unknown)}; choose from {BLOCKS}")
     parts: dict[str, Any] = {
         "word": TextVectorizer(
-            preprocessor=norm_text,
-            token_pattern=WORD_PATTERN,
-            ngram_range=(1, 2),
-            min_df=word_min_df,
-            sublinear_tf=True,
-            lowercase=False,
-            dtype=np.float64,
+            preprocessor=norm_text, token_pattern=WORD_PATTERN, ngram_range=(1, 2), min_df=word_min_df, **_TFIDF
         ),
-        "char": TextVectorizer(
-            preprocessor=norm_text,
-            analyzer="char_wb",
-            ngram_range=char_ngrams,
-            min_df=char_min_df,
-            sublinear_tf=True,
-            lowercase=False,
-            dtype=np.float64,
-        ),
-        "thread": TextVectorizer(
-            preprocessor=thread_text,
-            token_pattern=WORD_PATTERN,
-            min_df=thread_min_df,
-            sublinear_tf=True,
-            lowercase=False,
-            dtype=np.float64,
-        ),
+        "char": TextVectorizer(preprocessor=norm_text, analyzer="char_wb", ngram_range=char_ngrams, min_df=char_min_df, **_TFIDF),
+        "thread": TextVectorizer(preprocessor=thread_text, token_pattern=WORD_PATTERN, min_df=thread_min_df, **_TFIDF),
         "signal": SignalTransformer(),
         "context": ContextTransformer(),
     }

@@ -87,16 +87,7 @@ PLAIN_COLUMNS = (
     *CONTEXT_FIELDS,
 )
 PLAIN_ID_COLUMNS = ("file", "line", "id", "kind", "sender_name", "sender_profile_url", "sent_at")
-LINKEDIN_ID_COLUMNS = (
-    "file",
-    "line",
-    "kind",
-    "conversation_id",
-    "sender_name",
-    "sender_profile_url",
-    "sent_at",
-    "owner_replied_after",
-)
+LINKEDIN_ID_COLUMNS = tuple(c for c in ID_COLUMNS if c != "id")  # an export's messages have no id of their own
 
 
 def _looks_linkedin(header: list[str]) -> bool:

@@ -19,13 +19,9 @@ from app.model import LABELS, Reason, Verdict
 
 N_REASONS = 3
 SNIPPET_CHARS = 200
+VERDICT_COLUMNS = ("verdict", "confidence", "p_genuine", "p_sales_pitch", "p_spam", "needs_review")  # rows and rollups
 SCORE_COLUMNS = (
-    "verdict",
-    "confidence",
-    "p_genuine",
-    "p_sales_pitch",
-    "p_spam",
-    "needs_review",
+    *VERDICT_COLUMNS,
     "source",
     "summary",
     "reason_1",

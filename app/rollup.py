@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from app.model import LABELS, Thresholds, decide
+from app.output import VERDICT_COLUMNS
 
 ROLLUP_COLUMNS = (
     "conversation",
@@ -23,12 +24,7 @@ ROLLUP_COLUMNS = (
     "messages",
     "first_sent_at",
     "last_sent_at",
-    "verdict",
-    "confidence",
-    "p_genuine",
-    "p_sales_pitch",
-    "p_spam",
-    "needs_review",
+    *VERDICT_COLUMNS,
     "awaiting_reply",
     "summary",
 )

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_doc import write_section  # noqa: E402
+from bench_doc import publish  # noqa: E402
 
 SECTION = "## Batch scoring"
 
@@ -211,9 +211,7 @@ def main() -> int:
             results.append(("`triage score --jobs 1 --reasons 0`", *run_triage(inbox, Path(tmp) / "b.csv", 1, 0)))
         results.append(("`triage score --jobs 2` (3 reasons)", *run_triage(inbox, Path(tmp) / "c.csv", 2, 3)))
     section = markdown(args.rows, results, plain)
-    print(section)
-    if not args.no_write:
-        write_section(Path(args.out), section)
+    publish(section, args.out, write=not args.no_write)
     return 0
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_batch import inbox_texts, make_inbox  # noqa: E402
-from bench_doc import write_section  # noqa: E402
+from bench_doc import publish  # noqa: E402
 
 SECTION = "## Dask engine"
 
@@ -64,9 +64,7 @@ def main() -> int:
         "",
     ]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(Path(args.out), section)
+    publish(section, args.out, write=not args.no_write)
     return 0
 
 

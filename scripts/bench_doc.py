@@ -20,3 +20,10 @@ def write_section(path: Path, section: str) -> None:
         new = (before + "\n\n" if before else "") + section.rstrip("\n") + ("\n\n" + after if after else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def publish(section: str, out: str | Path, write: bool = True) -> None:
+    """Print a benchmark's section and, unless told not to, write it into its file."""
+    print(section)
+    if write:
+        write_section(Path(out), section)
