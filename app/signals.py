@@ -298,13 +298,14 @@ def signal_rows(prepared: Sequence[Prepared], names: Sequence[str] | np.ndarray)
 def signal_spans(p: Prepared, name: str, reg: Registry | None = None, limit: int = 5) -> list[tuple[int, int]]:
     """Spans of the received text where a lexicon signal's phrases were found (none when markup moved the text)."""
     reg = reg or registry()
-    if p.raw != p.item.text or len(drop_apostrophes(p.raw)) != len(p.raw):
-        return []  # markup or apostrophes shifted the offsets; no spans rather than wrong ones
+    low = p.raw.lower()
+    if p.raw != p.item.text or len(low) != len(p.raw) or len(drop_apostrophes(p.raw)) != len(p.raw):
+        return []  # markup, lower-casing ("İ") or apostrophes shifted the offsets; no spans rather than wrong ones
     hits = [(a, b) for signal, a, b in phrase_hits(p.raw, reg) if signal == name][: 4 * limit]
     if not hits:
         return []
     last = max(b for _, b in hits)  # word positions up to the last hit are all that is needed
-    positions = [m.span() for m in itertools.islice(_TOKEN.finditer(p.raw.lower()), last)]
+    positions = [m.span() for m in itertools.islice(_TOKEN.finditer(low), last)]
     spans: list[tuple[int, int]] = []
     for a, b in hits:
         if b <= len(positions):

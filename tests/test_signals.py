@@ -156,3 +156,12 @@ def test_the_money_pattern_with_its_lookahead_finds_what_the_plain_one_finds(tex
 
     plain = re.compile(_MONEY.pattern.split(")", 1)[1].removeprefix("(?:").removesuffix(")"), re.IGNORECASE)
     assert _MONEY.findall(text) == plain.findall(text)
+
+
+def test_spans_are_left_out_rather_than_shifted_when_lower_casing_changes_the_length():
+    from app.signals import signal_spans
+
+    p = prepare(Item(text="İİİİ earn money from home, pay the registration fee"))
+    assert signal_spans(p, "easy_money_job") == []
+    q = prepare(Item(text="earn money from home, pay the registration fee"))
+    assert [q.raw[a:b] for a, b in signal_spans(q, "easy_money_job")] == ["earn money"]
