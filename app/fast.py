@@ -59,19 +59,18 @@ def _classify(codes: np.ndarray) -> None:
         )
 
 
-def _codes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _packed_codes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """All texts as one array of code points, and where each text starts (plus the end)."""
     starts = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum([len(t) for t in texts], out=starts[1:])
-    codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32), starts
+
+
+def _codes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`_packed_codes` of texts to read, with the classes of their characters known."""
+    codes, starts = _packed_codes(texts)
     _classify(codes)
     return codes, starts
-
-
-def _packed_codes(terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    starts = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in terms], out=starts[1:])
-    return np.frombuffer("".join(terms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy(), starts
 
 
 @dataclass
@@ -90,7 +89,8 @@ class TfidfBlock:
     pairs: np.ndarray | None = None  # (3, n): each bigram's first word, second word and column
 
     def __post_init__(self) -> None:
-        self.tcodes, self.tstarts = _packed_codes(self.terms)
+        codes, self.tstarts = _packed_codes(self.terms)
+        self.tcodes = codes.copy()  # owned and writable: kept for the model's life
         self.slots, self.hashes = kernels.build_term_table(self.tcodes, self.tstarts)
         self.bigrams = self.analyzer == "word" and self.ngram_range[1] >= 2
         if self.pairs is None:

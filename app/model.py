@@ -309,17 +309,20 @@ class TriageModel:
         feats = self.fast.features(prepared)
         proba = softmax(self.fast.decision(feats, self.coef) + self.intercept)
         chosen, review = decide(proba, self.thresholds)
-        contribution = (
-            self.fast.word_contributions(feats, self.coef, chosen) if n_reasons > 0 else np.zeros(len(feats.word_starts))
-        )
-        runs = WordRuns.find(feats.word_base, feats.word_starts, feats.word_ends, contribution)
-        # plain lists per row: scipy's X[i] and numpy scalars cost more than the reasons
-        named_columns, named_values = feats.rows_from(self._named_from)
         rows, chosen_list, review_list = proba.tolist(), chosen.tolist(), review.tolist()
+        if n_reasons > 0:
+            contribution = self.fast.word_contributions(feats, self.coef, chosen)
+            runs = WordRuns.find(feats.word_base, feats.word_starts, feats.word_ends, contribution)
+            # plain lists per row: scipy's X[i] and numpy scalars cost more than the reasons
+            named_columns, named_values = feats.rows_from(self._named_from)
         out = []
         for i in range(len(items)):
             k = chosen_list[i]
-            reasons = self.reasons(prepared[i], RowView(named_columns[i], named_values[i]), runs, i, k, n_reasons)
+            reasons = (
+                self.reasons(prepared[i], RowView(named_columns[i], named_values[i]), runs, i, k, n_reasons)
+                if n_reasons > 0
+                else ()
+            )
             label, confidence = LABELS[k], rows[i][k]
             out.append(
                 Verdict(
