@@ -253,7 +253,9 @@ class TriageModel:
         return np.asarray(X @ self.coef.T) + self.intercept
 
     def predict_proba(self, items: Sequence[Item]) -> np.ndarray:
-        return softmax(self.decision(self.transform(items)))
+        """Class scores, computed block by block as `verdicts` computes them (no joined matrix)."""
+        feats = self.fast.features([prepare(it) for it in items])
+        return softmax(self.fast.decision(feats, self.coef) + self.intercept)
 
     # -- readable reasons ----------------------------------------------------------------
     def reasons(
