@@ -14,7 +14,6 @@ it equal to `pipeline.transform` to 1e-12.
 from __future__ import annotations
 
 import io
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,53 +23,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from app import kernels
+from app.codes import CLASSES, packed_codes, text_codes
 from app.context import context_rows
-from app.signals import signal_rows
+from app.signals import LexiconHits, signal_rows
 from app.text import WORD_PATTERN, Prepared, thread_text
 
-_WORD = re.compile(WORD_PATTERN)
-_BACKSLASH_W = re.compile(r"\w")
-_BACKSLASH_S = re.compile(r"\s")
 # Bump when a change here or in app/features.py, app/text.py, app/signals.py, app/context.py or
 # app/rules changes what a fitted pipeline computes: saved models record it and loading refuses a mismatch.
 FEATURES_VERSION = 6
 _SOURCES = {"norm": lambda p: p.norm, "thread": thread_text}
-_CLS = np.full(0x110000, kernels.UNKNOWN, dtype=np.uint8)
 
 
 def split_name(feature: str) -> tuple[str, str]:
     """'word__bumping this' -> ('word', 'bumping this')."""
     block, _, name = feature.partition("__")
     return block, name
-
-
-def _classify(codes: np.ndarray) -> None:
-    """Fill the character classes of code points not seen before, from Python's own regex engine."""
-    unknown = codes[_CLS[codes] == kernels.UNKNOWN]
-    for code in np.unique(unknown).tolist():
-        ch = chr(code)
-        word = _BACKSLASH_W.match(ch) is not None
-        space = _BACKSLASH_S.match(ch) is not None
-        token = _WORD.fullmatch(ch) is not None
-        _CLS[code] = (
-            (kernels.WORD_CHAR if word else 0)
-            | (kernels.SPACE if space else 0)
-            | (kernels.EXCLUDED if not (word or space or token) else 0)
-        )
-
-
-def _packed_codes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All texts as one array of code points, and where each text starts (plus the end)."""
-    starts = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in texts], out=starts[1:])
-    return np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32), starts
-
-
-def _codes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """`_packed_codes` of texts to read, with the classes of their characters known."""
-    codes, starts = _packed_codes(texts)
-    _classify(codes)
-    return codes, starts
 
 
 @dataclass
@@ -89,7 +56,7 @@ class TfidfBlock:
     pairs: np.ndarray | None = None  # (3, n): each bigram's first word, second word and column
 
     def __post_init__(self) -> None:
-        codes, self.tstarts = _packed_codes(self.terms)
+        codes, self.tstarts = packed_codes(self.terms)
         self.tcodes = codes.copy()  # owned and writable: kept for the model's life
         self.slots, self.hashes = kernels.build_term_table(self.tcodes, self.tstarts)
         self.bigrams = self.analyzer == "word" and self.ngram_range[1] >= 2
@@ -121,13 +88,13 @@ class TfidfBlock:
             lo, hi = self.ngram_range
             with self.lock:
                 doc_ptr, cols, owners = kernels.char_wb_occurrences(
-                    codes, starts, _CLS, lo, hi, self.slots, self.hashes, self.tcodes, self.tstarts, *self.word_cache
+                    codes, starts, CLASSES, lo, hi, self.slots, self.hashes, self.tcodes, self.tstarts, *self.word_cache
                 )
             return doc_ptr, cols, owners, np.ones(len(cols))
         return kernels.word_occurrences(
             codes,
             starts,
-            _CLS,
+            CLASSES,
             self.bigrams,
             self.slots,
             self.hashes,
@@ -192,6 +159,7 @@ class Features:
     word_base: np.ndarray  # doc d's words are word_base[d]:word_base[d+1] of word_starts/word_ends
     word_starts: np.ndarray  # in the normalised text
     word_ends: np.ndarray
+    lexicon: LexiconHits | None = None  # the lexicon phrases found, when the union has a signal block
 
     @property
     def n_items(self) -> int:
@@ -328,13 +296,14 @@ class FastFeatures:
     def features(self, prepared: Sequence[Prepared]) -> Features:
         texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         blocks: list[Block] = []
+        lexicon = None
         hits: list[BlockHits] = []
         norm_codes = norm_starts = None
         for name, part in self.parts.blocks:
             offset = self.parts.offsets[name]
             if isinstance(part, TfidfBlock):
                 if part.source not in texts:
-                    texts[part.source] = _codes([_SOURCES[part.source](p) for p in prepared])
+                    texts[part.source] = text_codes([_SOURCES[part.source](p) for p in prepared])
                 codes, starts = texts[part.source]
                 doc_ptr, cols, owners, shares = part.hits(codes, starts)
                 indptr, indices, data, entry_of = kernels.tfidf(
@@ -345,13 +314,14 @@ class FastFeatures:
                     hits.append(BlockHits(name, doc_ptr, owners, shares, entry_of, indptr, indices, data))
                     norm_codes, norm_starts = codes, starts
             elif name == "signal":
-                blocks.append(Block(offset, len(part), dense=signal_rows(prepared, part)))
+                lexicon = LexiconHits.find([p.raw for p in prepared])
+                blocks.append(Block(offset, len(part), dense=signal_rows(prepared, part, lexicon)))
             else:
                 blocks.append(Block(offset, len(part), dense=context_rows([p.item for p in prepared], part)))
         if norm_codes is None or norm_starts is None:
-            norm_codes, norm_starts = _codes([p.norm for p in prepared])
-        word_base, word_starts, word_ends = kernels.word_spans(norm_codes, norm_starts, _CLS)
-        return Features(blocks, self.n_features, hits, word_base, word_starts, word_ends)
+            norm_codes, norm_starts = text_codes([p.norm for p in prepared])
+        word_base, word_starts, word_ends = kernels.word_spans(norm_codes, norm_starts, CLASSES)
+        return Features(blocks, self.n_features, hits, word_base, word_starts, word_ends, lexicon)
 
     def transform(self, prepared: Sequence[Prepared]) -> sp.csr_matrix:
         return self.features(prepared).X

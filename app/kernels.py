@@ -422,3 +422,76 @@ def add_decision(indptr, indices, data, coef, offset, out):
             v = data[e]
             for k in range(coef.shape[0]):
                 out[d, k] += v * coef[k, col]
+
+
+@njit(cache=True, nogil=True)
+def _is_apostrophe(code):
+    return code == 0x27 or code == 0x2019 or code == 0x60 or code == 0xB4  # '’`´
+
+
+@njit(cache=True, nogil=True)
+def lexicon_hits(codes, doc_starts, cls, trie, max_words):
+    """Lexicon phrase hits of every doc: (doc_ptr, signal, first word, last word + 1).
+
+    Words are re's `\\w+` runs of the (lower-cased) text with apostrophes dropped, as
+    `app.signals.words` cuts them. The lexicon's words are terms of the table; its phrases are
+    paths in a trie whose edge (node, word) is a pair key, and each node lists the signals
+    of the phrase ending there (`trie`: the arrays of `app.signals.PhraseTrie`). Hits come by
+    first word, then by length, as the trie is walked.
+    """
+    slots, hashes, tcodes, tstarts, edge_slots, edge_keys, edge_child, node_ptr, node_signal = trie
+    n_docs = len(doc_starts) - 1
+    n_words = len(tstarts) - 1
+    doc_ptr = np.zeros(n_docs + 1, dtype=np.int64)
+    cap = 16
+    signal = np.empty(cap, dtype=np.int64)
+    first = np.empty(cap, dtype=np.int64)
+    last = np.empty(cap, dtype=np.int64)
+    n = 0
+    buf = np.empty(64, dtype=np.uint32)
+    ids = np.empty(64, dtype=np.int64)
+    for d in range(n_docs):
+        n_tok = 0
+        length = 0
+        h = _FNV_OFFSET
+        end = doc_starts[d + 1]
+        for pos in range(doc_starts[d], end + 1):
+            if pos < end:
+                code = codes[pos]
+                if _is_apostrophe(code):
+                    continue
+                if cls[code] & WORD_CHAR:
+                    if length == len(buf):
+                        buf = _grow(buf, 2 * length)
+                    buf[length] = code
+                    length += 1
+                    h = _step(h, code)
+                    continue
+            if length:
+                if n_tok == len(ids):
+                    ids = _grow(ids, 2 * n_tok)
+                ids[n_tok] = _find(h, buf, 0, length, slots, hashes, tcodes, tstarts)
+                n_tok += 1
+                length = 0
+                h = _FNV_OFFSET
+        for i in range(n_tok):
+            node = 0
+            for j in range(i, min(i + max_words, n_tok)):
+                if ids[j] < 0:
+                    break
+                e = _find_pair(node * n_words + ids[j], edge_slots, edge_keys)
+                if e < 0:
+                    break
+                node = edge_child[e]
+                for s in range(node_ptr[node], node_ptr[node + 1]):
+                    if n == cap:
+                        cap = 2 * cap
+                        signal = _grow(signal, cap)
+                        first = _grow(first, cap)
+                        last = _grow(last, cap)
+                    signal[n] = node_signal[s]
+                    first[n] = i
+                    last[n] = j + 1
+                    n += 1
+        doc_ptr[d + 1] = n
+    return doc_ptr, signal[:n], first[:n], last[:n]

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from app.fast import FastFeatures, FittedParts, split_name
 from app.items import LABELS, Item
-from app.signals import registry, signal_spans
+from app.signals import LexiconHits, registry, signal_spans
 from app.text import NAME_TOKEN, Prepared, prepare
 
 if TYPE_CHECKING:
@@ -259,12 +259,19 @@ class TriageModel:
 
     # -- readable reasons ----------------------------------------------------------------
     def reasons(
-        self, prepared: Prepared, named: RowView, runs: WordRuns, d: int, k: int, n: int = DEFAULT_REASONS
+        self,
+        prepared: Prepared,
+        named: RowView,
+        runs: WordRuns,
+        d: int,
+        k: int,
+        n: int = DEFAULT_REASONS,
+        lexicon: LexiconHits | None = None,
     ) -> tuple[Reason, ...]:
         """The top `n` pieces of evidence for class k: phrases of the text, named signals, the conversation.
 
         `named` holds the row's columns outside the word and character blocks; `runs` (doc `d`) the
-        text's runs of words that push towards k.
+        text's runs of words that push towards k; `lexicon` the chunk's phrase hits, when known.
         """
         if n <= 0:
             return ()
@@ -290,13 +297,14 @@ class TriageModel:
         # Length and the like (style signals) count in the score and in `explain`, never as a reason:
         # "it is short" tells a reader nothing they can check.
         top = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
-        # Spans only for the signals that made the cut: finding them rescans the text.
+        # Spans only for the signals that made the cut: placing them reads the text's words again.
+        found = lexicon.of(d) if lexicon is not None and any(r.feature.startswith("signal__") for r in top) else None
         return tuple(
             Reason(
                 r.feature,
                 r.contribution,
                 r.description,
-                tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, r.feature[len("signal__") :])),
+                tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, r.feature[len("signal__") :], found)),
             )
             if r.feature.startswith("signal__")
             else r
@@ -321,7 +329,7 @@ class TriageModel:
         for i in range(len(items)):
             k = chosen_list[i]
             reasons = (
-                self.reasons(prepared[i], RowView(named_columns[i], named_values[i]), runs, i, k, n_reasons)
+                self.reasons(prepared[i], RowView(named_columns[i], named_values[i]), runs, i, k, n_reasons, feats.lexicon)
                 if n_reasons > 0
                 else ()
             )

@@ -16,12 +16,14 @@ import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property, lru_cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app import kernels
+from app.codes import CLASSES, packed_codes, text_codes
 from app.text import MERGE_TOKEN, Prepared
 
 RULES_DIR = Path(__file__).with_name("rules")
@@ -50,12 +52,53 @@ class Signal:
 
 
 @dataclass(frozen=True)
+class PhraseTrie:
+    """The lexicons as `kernels.lexicon_hits` reads them: a table of their words, and a trie of
+    their phrases whose nodes list the signals (by index in `signals`) of the phrase ending there."""
+
+    signals: tuple[str, ...]
+    arrays: tuple[np.ndarray, ...]
+
+    @classmethod
+    def build(cls, phrases: dict[str, tuple[str, ...]]) -> PhraseTrie:
+        word_ids: dict[str, int] = {}
+        edges: dict[tuple[int, int], int] = {}
+        node_signals: list[list[str]] = [[]]
+        for key, names in phrases.items():
+            node = 0
+            for word in key.split(" "):
+                edge = (node, word_ids.setdefault(word, len(word_ids)))
+                if edge not in edges:
+                    edges[edge] = len(node_signals)
+                    node_signals.append([])
+                node = edges[edge]
+            node_signals[node] = list(names)
+        signals = tuple(dict.fromkeys(name for names in node_signals for name in names))
+        index = {name: i for i, name in enumerate(signals)}
+        tcodes, tstarts = packed_codes(list(word_ids))
+        slots, hashes = kernels.build_term_table(tcodes, tstarts)
+        parents = np.array([e[0] for e in edges], dtype=np.int64)
+        words_ = np.array([e[1] for e in edges], dtype=np.int64)
+        edge_slots, edge_keys = kernels.build_pair_table(parents, words_, len(word_ids))
+        node_ptr = np.zeros(len(node_signals) + 1, dtype=np.int64)
+        np.cumsum([len(names) for names in node_signals], out=node_ptr[1:])
+        node_signal = np.array([index[name] for names in node_signals for name in names], dtype=np.int64)
+        child = np.array(list(edges.values()), dtype=np.int64)
+        return cls(signals, (slots, hashes, tcodes, tstarts, edge_slots, edge_keys, child, node_ptr, node_signal))
+
+    def hits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(doc_ptr, signal index, first word, last word + 1) of every phrase found in the texts."""
+        codes, starts = text_codes([t.lower() for t in texts])
+        doc_ptr, signal, first, last = kernels.lexicon_hits(codes, starts, CLASSES, self.arrays, MAX_PHRASE_WORDS)
+        return doc_ptr, signal, first, last
+
+
+@dataclass(frozen=True)
 class Registry:
     """Every signal, the phrase index of the lexicons, and which signals are features."""
 
     signals: dict[str, Signal]
     phrases: dict[str, tuple[str, ...]]  # phrase (space-joined words) -> signal names
-    phrase_starts: frozenset[str]
     languages: tuple[str, ...]
     lexicon_sizes: dict[str, int] = field(default_factory=dict)
 
@@ -64,18 +107,9 @@ class Registry:
         return [s for s in self.signals.values() if s.emit and s.kind in kinds]
 
     @cached_property
-    def lookup_words(self) -> frozenset[str]:
-        """Words that can start a phrase hit: one-word phrases and the first words of longer ones."""
-        return frozenset(k for k in self.phrases if " " not in k) | self.phrase_starts
-
-    @cached_property
-    def phrase_prefixes(self) -> frozenset[str]:
-        """The beginnings (two words or more) of longer phrases: a scan stops where none continues."""
-        out: set[str] = set()
-        for key in self.phrases:
-            parts = key.split(" ")
-            out.update(" ".join(parts[:k]) for k in range(2, len(parts)))
-        return frozenset(out)
+    def trie(self) -> PhraseTrie:
+        """The lexicons compiled for the phrase scan."""
+        return PhraseTrie.build(self.phrases)
 
     @cached_property
     def text_plan(self) -> tuple[tuple[str, ...], dict[str, float], tuple[Signal, ...], tuple[Signal, ...]]:
@@ -146,8 +180,7 @@ def load_registry(rules_dir: Path = RULES_DIR) -> Registry:
     for s in signals.values():
         if s.kind == "lexicon" and not sizes[s.name]:
             raise ValueError(f"lexicon signal {s.name} has no phrases in any lexicon file")
-    starts = frozenset(k.split(" ")[0] for k in index if " " in k)
-    return Registry(signals, {k: tuple(v) for k, v in index.items()}, starts, tuple(languages), dict(sizes))
+    return Registry(signals, {k: tuple(v) for k, v in index.items()}, tuple(languages), dict(sizes))
 
 
 @cache
@@ -225,83 +258,106 @@ PATTERNS: dict[str, Callable[[Prepared], float]] = {
 }
 
 
-def phrase_hits(text: str, reg: Registry) -> list[tuple[str, int, int]]:
+@dataclass(frozen=True)
+class LexiconHits:
+    """The lexicon phrases found in a chunk of texts: doc d's hits are doc_ptr[d]:doc_ptr[d + 1]."""
+
+    trie: PhraseTrie
+    doc_ptr: np.ndarray
+    signal: np.ndarray  # index in trie.signals
+    first: np.ndarray  # first word
+    last: np.ndarray  # last word + 1
+
+    @classmethod
+    def find(cls, texts: Sequence[str], reg: Registry | None = None) -> LexiconHits:
+        trie = (reg or registry()).trie
+        return cls(trie, *trie.hits(texts))
+
+    def of(self, d: int, name: str | None = None) -> list[tuple[str, int, int]]:
+        """(signal, first word, last word + 1) of doc d's hits (of one signal only, when named)."""
+        a, b = int(self.doc_ptr[d]), int(self.doc_ptr[d + 1])
+        names = self.trie.signals
+        found = zip(self.signal[a:b].tolist(), self.first[a:b].tolist(), self.last[a:b].tolist(), strict=True)
+        return [(names[s], i, j) for s, i, j in found if name is None or names[s] == name]
+
+
+def phrase_hits(text: str, reg: Registry | None = None) -> list[tuple[str, int, int]]:
     """(signal, first word, last word + 1) for every lexicon phrase found in `text`, by word position."""
-    if reg is registry():
-        return list(_shipped_phrase_hits(text))
-    return _phrase_hits(text, reg)
+    return LexiconHits.find([text], reg).of(0)
 
 
-@lru_cache(maxsize=8192)
-def _shipped_phrase_hits(text: str) -> tuple[tuple[str, int, int], ...]:
-    # A chunk's texts are scanned for features and again for the spans of their reasons.
-    return tuple(_phrase_hits(text, registry()))
+def text_signal_matrix(prepared: Sequence[Prepared], reg: Registry | None = None, hits: LexiconHits | None = None) -> np.ndarray:
+    """Every lexicon, pattern and combination signal of every item, 0 to 1: an (items, text_plan names) array.
 
-
-def _phrase_hits(text: str, reg: Registry) -> list[tuple[str, int, int]]:
-    tokens = words(text)
-    hits: list[tuple[str, int, int]] = []
-    phrases, starts, lookup, prefixes = reg.phrases, reg.phrase_starts, reg.lookup_words, reg.phrase_prefixes
-    n = len(tokens)
-    for i in [i for i, tok in enumerate(tokens) if tok in lookup]:
-        tok = tokens[i]
-        for name in phrases.get(tok, ()):
-            hits.append((name, i, i + 1))
-        if tok in starts:
-            key = tok
-            for j in range(i + 1, min(i + MAX_PHRASE_WORDS, n)):
-                key = f"{key} {tokens[j]}"
-                for name in phrases.get(key, ()):
-                    hits.append((name, i, j + 1))
-                if key not in prefixes:
-                    break
-    return hits
+    A lexicon signal counts its phrases (`hits`, found here when not given) up to its cap; a
+    pattern is a function of the item; a combination fires (1.0) when all of `all`, none of
+    `none` and one of `any` have fired before it.
+    """
+    reg = reg or registry()
+    names, caps, patterns, combos = reg.text_plan
+    column = {name: j for j, name in enumerate(names)}
+    out = np.zeros((len(prepared), len(names)))
+    if not len(prepared):
+        return out
+    hits = hits or LexiconHits.find([p.raw for p in prepared], reg)
+    lexicon = np.array([column[name] for name in hits.trie.signals], dtype=np.int64)
+    np.add.at(out, (np.repeat(np.arange(len(prepared)), np.diff(hits.doc_ptr)), lexicon[hits.signal]), 1.0)
+    cap = np.array([caps[name] for name in hits.trie.signals])
+    out[:, lexicon] = np.minimum(out[:, lexicon], cap) / cap
+    for s in patterns:
+        function = PATTERNS[s.function]
+        out[:, column[s.name]] = [function(p) for p in prepared]
+    fired = out != 0
+    for s in combos:
+        ok = np.ones(len(prepared), dtype=bool)
+        for a in s.all:
+            ok &= fired[:, column[a]]
+        for x in s.none:
+            ok &= ~fired[:, column[x]]
+        if s.any:
+            ok &= fired[:, [column[a] for a in s.any]].any(axis=1)
+        out[ok, column[s.name]] = 1.0
+        fired[:, column[s.name]] |= ok
+    return out
 
 
 def fired_text_signals(p: Prepared, reg: Registry | None = None) -> dict[str, float]:
     """The lexicon, pattern and combination signals of a prepared item that fire, with their values (0 to 1]."""
     reg = reg or registry()
-    _, caps, patterns, combos = reg.text_plan
-    fired: dict[str, float] = {}
-    for name, count in Counter(name for name, _, _ in phrase_hits(p.raw, reg)).items():
-        fired[name] = min(count, caps[name]) / caps[name]
-    for s in patterns:
-        value = PATTERNS[s.function](p)
-        if value:
-            fired[s.name] = value
-    for s in combos:
-        ok = all(a in fired for a in s.all) and not any(x in fired for x in s.none)
-        if ok and (not s.any or any(a in fired for a in s.any)):
-            fired[s.name] = 1.0
-    return fired
+    row = text_signal_matrix([p], reg)[0].tolist()
+    return {name: value for name, value in zip(reg.text_plan[0], row, strict=True) if value}
 
 
 def text_signal_values(p: Prepared, reg: Registry | None = None) -> dict[str, float]:
     """Every lexicon, pattern and combination signal of a prepared item (emitted or not), 0 to 1."""
     reg = reg or registry()
-    return dict.fromkeys(reg.text_plan[0], 0.0) | fired_text_signals(p, reg)
+    return dict(zip(reg.text_plan[0], text_signal_matrix([p], reg)[0].tolist(), strict=True))
 
 
-def signal_rows(prepared: Sequence[Prepared], names: Sequence[str] | np.ndarray) -> np.ndarray:
+def signal_rows(prepared: Sequence[Prepared], names: Sequence[str] | np.ndarray, hits: LexiconHits | None = None) -> np.ndarray:
     """The values of the named text signals for every item: an (items, names) array."""
     reg = registry()
-    column = {str(name): j for j, name in enumerate(names)}
-    out = np.zeros((len(prepared), len(column)))
-    for i, p in enumerate(prepared):
-        for name, value in fired_text_signals(p, reg).items():
-            j = column.get(name)
-            if j is not None:
-                out[i, j] = value
+    matrix = text_signal_matrix(prepared, reg, hits)
+    column = {name: j for j, name in enumerate(reg.text_plan[0])}
+    out = np.zeros((len(prepared), len(names)))
+    for j, name in enumerate(names):
+        if (k := column.get(str(name))) is not None:
+            out[:, j] = matrix[:, k]
     return out
 
 
-def signal_spans(p: Prepared, name: str, reg: Registry | None = None, limit: int = 5) -> list[tuple[int, int]]:
-    """Spans of the received text where a lexicon signal's phrases were found (none when markup moved the text)."""
-    reg = reg or registry()
+def signal_spans(
+    p: Prepared, name: str, found: Sequence[tuple[str, int, int]] | None = None, limit: int = 5
+) -> list[tuple[int, int]]:
+    """Spans of the received text where a lexicon signal's phrases were found (none when markup moved the text).
+
+    `found`: the text's phrase hits when they are known already (`LexiconHits.of`).
+    """
     low = p.raw.lower()
     if p.raw != p.item.text or len(low) != len(p.raw) or len(drop_apostrophes(p.raw)) != len(p.raw):
         return []  # markup, lower-casing ("İ") or apostrophes shifted the offsets; no spans rather than wrong ones
-    hits = [(a, b) for signal, a, b in phrase_hits(p.raw, reg) if signal == name][: 4 * limit]
+    found = phrase_hits(p.raw) if found is None else found
+    hits = [(a, b) for signal, a, b in found if signal == name][: 4 * limit]
     if not hits:
         return []
     last = max(b for _, b in hits)  # word positions up to the last hit are all that is needed

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.context import CONTEXT_FUNCTIONS, context_signal_values
 from app.items import Item
@@ -165,3 +168,58 @@ def test_spans_are_left_out_rather_than_shifted_when_lower_casing_changes_the_le
     assert signal_spans(p, "easy_money_job") == []
     q = prepare(Item(text="earn money from home, pay the registration fee"))
     assert [q.raw[a:b] for a, b in signal_spans(q, "easy_money_job")] == ["earn money"]
+
+
+def _phrases_by_reading_words(text: str) -> list[tuple[str, int, int]]:
+    """The phrase scan's meaning: every run of 1-5 words that is a lexicon phrase, by first word and length."""
+    from app.signals import MAX_PHRASE_WORDS, words
+
+    tokens = words(text)
+    return [
+        (name, i, i + n)
+        for i in range(len(tokens))
+        for n in range(1, min(MAX_PHRASE_WORDS, len(tokens) - i) + 1)
+        for name in REGISTRY.phrases.get(" ".join(tokens[i : i + n]), ())
+    ]
+
+
+_LEXICON_WORDS = sorted({w for key in REGISTRY.phrases for w in key.split(" ")})
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.sampled_from(_LEXICON_WORDS).map(str.upper) | st.sampled_from(_LEXICON_WORDS),
+                st.text(alphabet=st.characters(codec="utf-8"), max_size=6),
+            ),
+            max_size=30,
+        ).flatmap(lambda parts: st.sampled_from([" ", "'", "’ ", ", ", "\n", "-", "´"]).map(lambda sep: sep.join(parts))),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_compiled_phrase_scan_finds_what_reading_the_words_finds(texts):
+    from app.signals import phrase_hits
+
+    for text in texts:
+        assert phrase_hits(text) == _phrases_by_reading_words(text)
+    doc_ptr, signal, first, last = REGISTRY.trie.hits(texts)  # a chunk at once: each text's hits in its own range
+    chunk = [(REGISTRY.trie.signals[s], a, b) for s, a, b in zip(signal.tolist(), first.tolist(), last.tolist(), strict=True)]
+    expected = [_phrases_by_reading_words(t) for t in texts]
+    assert doc_ptr.tolist() == [0, *itertools.accumulate(map(len, expected))]
+    assert chunk == [hit for hits in expected for hit in hits]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("We’d love to BOOK A QUICK CALL", "meeting_request"),
+        ("I'm impressed with your profile", "flattery_terms"),
+    ],
+)
+def test_phrases_match_across_case_and_apostrophes(text, expected):
+    from app.signals import phrase_hits
+
+    assert expected in {name for name, _, _ in phrase_hits(text)}
