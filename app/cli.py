@@ -149,8 +149,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(Path(args.model) if args.model else settings.model_dir)
     data_dir = Path(args.data) if args.data else settings.data_dir
     reports = evaluate_test_inboxes(Scorer(model), rendered_inboxes(data_dir, "test"))
-    for name, report in reports.items():
-        print(format_report(f"{model.version}: {name}", report))
+    for name in ("test_inboxes_text", "test_inboxes_export"):
+        print(format_report(f"{model.version}: {name}", reports[name]))
+    for hand, figures in reports["test_hands"].items():
+        print(
+            f"test hand {hand} ({figures['inboxes']} inboxes): macro-F1 text {figures['text']['macro_f1']:.3f}, "
+            f"export {figures['export']['macro_f1']:.3f}"
+        )
     out = Path(args.report) if args.report else settings.reports_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     metrics = model.manifest.get("metrics", {})

@@ -16,10 +16,9 @@ import numpy as np
 
 from app.batch import score_file
 from app.corpus import Example, load_inboxes, read_labelled_export
-from app.metrics import classification_report
+from app.metrics import classification_report, headline
 from app.model import LABELS
 from app.scoring import Scorer
-from app.train import evaluate_examples
 
 
 def score_export_folders(scorer: Scorer, folders: list[Path]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -47,15 +46,31 @@ def score_export_folders(scorer: Scorer, folders: list[Path]) -> tuple[np.ndarra
 
 
 def evaluate_test_inboxes(scorer: Scorer, test_dir: Path) -> dict[str, dict[str, Any]]:
-    """Reports for text mode and export mode on every inbox under `test_dir`."""
+    """Reports for text mode and export mode on every inbox under `test_dir`, and the headline
+    figures of each test hand apart (`test_hands`: each hand is a group of inboxes held out whole)."""
     folders = sorted(p for p in Path(test_dir).iterdir() if (p / "labels.csv").is_file())
     if not folders:
         raise ValueError(f"no labelled test inboxes under {test_dir}: run `triage corpus build`")
     examples: list[Example] = load_inboxes(test_dir)
-    text = evaluate_examples(scorer.model, examples, "text")
-    proba, y, _ = score_export_folders(scorer, folders)
-    export = classification_report(proba, y, scorer.model.thresholds)
-    export["mode"] = "export (triage score FOLDER)"
-    for report in (text, export):
-        report["inboxes"] = len(folders)
-    return {"test_inboxes_text": text, "test_inboxes_export": export}
+    thresholds = scorer.model.thresholds
+    scored = {
+        "text": (
+            scorer.model.predict_proba([ex.item.text_only() for ex in examples]),
+            np.array([LABELS.index(ex.label) for ex in examples]),
+            np.array([ex.hand for ex in examples]),
+        )
+    }
+    proba, y, rows = score_export_folders(scorer, folders)
+    scored["export"] = (proba, y, np.array([row["inbox"].split("-")[0] for row in rows]))
+    reports: dict[str, dict[str, Any]] = {}
+    for mode, (p, t, _) in scored.items():
+        reports[mode] = classification_report(p, t, thresholds) | {
+            "mode": "text" if mode == "text" else "export (triage score FOLDER)",
+            "inboxes": len(folders),
+        }
+    by_hand: dict[str, dict[str, Any]] = {}
+    for hand in sorted(set(scored["text"][2].tolist())):
+        by_hand[hand] = {"inboxes": sum(f.name.split("-")[0] == hand for f in folders)}
+        for mode, (p, t, hands) in scored.items():
+            by_hand[hand][mode] = headline(classification_report(p[hands == hand], t[hands == hand], thresholds))
+    return {"test_inboxes_text": reports["text"], "test_inboxes_export": reports["export"], "test_hands": by_hand}

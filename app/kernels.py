@@ -25,6 +25,8 @@ from numba import njit  # after NUMBA_CACHE_DIR is settled
 WORD_CHAR = 1  # re's \w: str.isalnum() or "_"
 SPACE = 2  # re's \s and str.split(): str.isspace()
 EXCLUDED = 4  # punctuation the token pattern never takes as a one-character token
+MARK = 16  # a combining mark (Unicode M*): it continues a lexicon word (app.codes.WORD_MARKS)
+SINGLE = 8  # a word character that is a lexicon word by itself (CJK scripts write no spaces): app.codes.SINGLE_WORD
 UNKNOWN = 255
 
 _FNV_OFFSET = np.uint64(14695981039346656037)
@@ -247,8 +249,8 @@ def _grow(a, cap):
 def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tstarts, pair_slots, pair_keys, n_unigram_key):
     """Vocabulary hits of `token_pattern` unigrams (and bigrams) of every doc.
 
-    Tokens are runs of two or more word characters, or one character that is neither a word
-    character, a space nor excluded punctuation: WORD_PATTERN of app/features.py. Returns
+    Tokens are one SINGLE character, runs of two or more other word characters, or one character
+    that is neither a word character, a space nor excluded punctuation: WORD_PATTERN of app/text.py. Returns
     (doc_ptr, column, owner word, share): a bigram appears twice, half for each of its words.
     """
     n_docs = len(doc_starts) - 1
@@ -274,9 +276,11 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
             if prev_space:
                 word += 1
                 prev_space = False
-            if c & WORD_CHAR:
+            if c & SINGLE:  # a character of a script without spaces is a token by itself
                 stop = pos + 1
-                while stop < end and (cls[codes[stop]] & WORD_CHAR):
+            elif c & WORD_CHAR:
+                stop = pos + 1
+                while stop < end and (cls[codes[stop]] & WORD_CHAR) and not (cls[codes[stop]] & SINGLE):
                     stop += 1
                 if stop - pos < 2:  # a lone word character is no token
                     pos = stop
@@ -433,11 +437,12 @@ def _is_apostrophe(code):
 def lexicon_hits(codes, doc_starts, cls, trie, max_words):
     """Lexicon phrase hits of every doc: (doc_ptr, signal, first word, last word + 1).
 
-    Words are re's `\\w+` runs of the (lower-cased) text with apostrophes dropped, as
-    `app.signals.words` cuts them. The lexicon's words are terms of the table; its phrases are
-    paths in a trie whose edge (node, word) is a pair key, and each node lists the signals
-    of the phrase ending there (`trie`: the arrays of `app.signals.PhraseTrie`). Hits come by
-    first word, then by length, as the trie is walked.
+    Words are runs of word characters (and the combining marks after them) of the lower-cased
+    text with apostrophes dropped, and each SINGLE character alone, as `app.signals.words` cuts
+    them. The lexicon's words are terms of the table; its phrases are paths in a trie whose edge
+    (node, word) is a pair key, and each node lists the signals of the phrase ending there
+    (`trie`: the arrays of `app.signals.PhraseTrie`). Hits come by first word, then by length,
+    as the trie is walked.
     """
     slots, hashes, tcodes, tstarts, edge_slots, edge_keys, edge_child, node_ptr, node_signal = trie
     n_docs = len(doc_starts) - 1
@@ -460,7 +465,7 @@ def lexicon_hits(codes, doc_starts, cls, trie, max_words):
                 code = codes[pos]
                 if _is_apostrophe(code):
                     continue
-                if cls[code] & WORD_CHAR:
+                if (cls[code] & WORD_CHAR and not cls[code] & SINGLE) or (length and cls[code] & MARK):
                     if length == len(buf):
                         buf = _grow(buf, 2 * length)
                     buf[length] = code
@@ -474,6 +479,12 @@ def lexicon_hits(codes, doc_starts, cls, trie, max_words):
                 n_tok += 1
                 length = 0
                 h = _FNV_OFFSET
+            if pos < end and cls[codes[pos]] & SINGLE:
+                if n_tok == len(ids):
+                    ids = _grow(ids, 2 * n_tok)
+                buf[0] = codes[pos]
+                ids[n_tok] = _find(_step(_FNV_OFFSET, codes[pos]), buf, 0, 1, slots, hashes, tcodes, tstarts)
+                n_tok += 1
         for i in range(n_tok):
             node = 0
             for j in range(i, min(i + max_words, n_tok)):

@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 
 from app import kernels
-from app.codes import CLASSES, packed_codes, text_codes
+from app.codes import CLASSES, SINGLE_WORD, WORD_MARKS, packed_codes, text_codes
 from app.text import MERGE_TOKEN, Prepared
 
 RULES_DIR = Path(__file__).with_name("rules")
 KINDS = ("lexicon", "pattern", "combination", "context")
-MAX_PHRASE_WORDS = 5
-_TOKEN = re.compile(r"\w+")
+MAX_PHRASE_WORDS = 8
+# A word: a run of word characters and the combining marks after them (Devanagari vowel signs), or
+# one character of a script written without spaces (SINGLE_WORD).
+_TOKEN = re.compile(f"(?=\\w)[{SINGLE_WORD}]|[^\\W{SINGLE_WORD}](?:[^\\W{SINGLE_WORD}]|[{WORD_MARKS}])*")
 _APOSTROPHE_MARKS = "'’`´"
 
 
@@ -122,7 +124,8 @@ class Registry:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words with apostrophes dropped ("I'm" -> "im"), as lexicon phrases are matched."""
+    """Lower-case words with apostrophes dropped ("I'm" -> "im"), as lexicon phrases are matched; in
+    Chinese, Japanese and Korean every character is a word ("副業です" -> 副, 業, で, す)."""
     return _TOKEN.findall(drop_apostrophes(text.lower()))
 
 

@@ -19,8 +19,16 @@ from app.items import Item
 
 NAME_TOKEN = "xname"
 KEPT, REPLACED, FOLDED = 0, 1, 2  # how a part of the normalised text comes from the received one
-# The model's words: two or more letters, or a single symbol that is not punctuation (emoji, $, ₹, ?, !).
-WORD_PATTERN = r"(?u)\w\w+|[^\w\s.,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
+# Scripts written without spaces between words (Han, kana) and Hangul, whose words carry their
+# particles: each of their characters is a word by itself, to the model and to the lexicons, so
+# their word bigrams are the character pairs that bag-of-words models of these languages use.
+SINGLE_WORD = (
+    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+    "\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff\uff66-\uffdc\U00020000-\U0003134f"
+)
+# The model's words: one character of those scripts, two or more other letters, or a single symbol
+# that is not punctuation (emoji, $, ₹, ?, !).
+WORD_PATTERN = f"(?u)(?=\\w)[{SINGLE_WORD}]|(?:(?![{SINGLE_WORD}])\\w){{2,}}" + r"|[^\w\s.,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
 URL_TOKEN = "xurl"
 
 _TLDS = (

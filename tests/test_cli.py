@@ -30,6 +30,9 @@ def test_train_evaluate_predict_on_tiny_inboxes(tiny_data_dir, tmp_path, capsys,
     assert export["n"] == text["n"] == 8  # the tx1 inbox: every labelled item, in both modes
     assert export["mode"].startswith("export") and set(export["per_class"]) == {"genuine", "sales_pitch", "spam"}
     assert 0 <= export["macro_f1"] <= 1 and "genuine_as_spam_rate" in export and metrics["grouped_cv_export"]["n"] == 25
+    (hand,) = metrics["test_hands"]  # one test hand: its own figures are the whole test's
+    assert metrics["test_hands"][hand]["export"]["macro_f1"] == export["macro_f1"]
+    assert metrics["test_hands"][hand]["text"]["macro_f1"] == text["macro_f1"] and metrics["test_hands"][hand]["inboxes"] == 1
     capsys.readouterr()
 
     assert main(["predict", "Pay the fee and message me on Telegram", "--model", str(store), "--json"]) == 0

@@ -28,6 +28,7 @@ TEXTS = [
     "Ｆｕｌｌ ｗｉｄｔｈ and \u0130stanbul ΣΊΣΥΦΟΣ",
     "line one\n\nline two\r\nline three",
     "a" * 300 + " " + "b" * 70,
+    "陈总，下周团建定在大鹏了？ 副業です ｶﾀｶﾅ 안녕하세요 a中b 中文abc",  # a word per character in these scripts
     "<p>Sponsored <a href='https://x.example/y'>link</a></p>&amp; more",
 ]
 
@@ -50,7 +51,14 @@ def test_fast_features_equal_the_pipeline_on_the_training_texts(fitted):
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=80), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
+        | st.text(alphabet="陈总团建中文a b?！ｶ안녕々ー", max_size=30),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_fast_features_equal_the_pipeline_on_any_text(fitted, texts):
     fast = FastFeatures(FittedParts.from_union(fitted[-1]))
     items = _items(texts)

@@ -193,6 +193,7 @@ _LEXICON_WORDS = sorted({w for key in REGISTRY.phrases for w in key.split(" ")})
             st.one_of(
                 st.sampled_from(_LEXICON_WORDS).map(str.upper) | st.sampled_from(_LEXICON_WORDS),
                 st.text(alphabet=st.characters(codec="utf-8"), max_size=6),
+                st.text(alphabet="副業日赚兼职加微信スマホでカタｶﾀ안녕부업・ー々〆\u3099नौकरीা\u0301e\ufe0f❤", max_size=6),
             ),
             max_size=30,
         ).flatmap(lambda parts: st.sampled_from([" ", "'", "’ ", ", ", "\n", "-", "´"]).map(lambda sep: sep.join(parts))),
@@ -217,9 +218,14 @@ def test_the_compiled_phrase_scan_finds_what_reading_the_words_finds(texts):
     [
         ("We’d love to BOOK A QUICK CALL", "meeting_request"),
         ("I'm impressed with your profile", "flattery_terms"),
+        ("【副業】スマホだけで1日3万円！", "easy_money_job"),  # no spaces: every character is a word
+        ("부업으로 월 300 가능", "easy_money_job"),  # a Korean word with its particle attached
+        ("घर बैठे कमाई करें", "easy_money_job"),  # vowel signs are part of the word
+        ("تواصل معي على الواتس", "chat_app_move"),
+        ("Пишите в телеграм", "chat_app_move"),
     ],
 )
-def test_phrases_match_across_case_and_apostrophes(text, expected):
+def test_phrases_match_across_case_apostrophes_and_scripts(text, expected):
     from app.signals import phrase_hits
 
     assert expected in {name for name, _, _ in phrase_hits(text)}
