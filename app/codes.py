@@ -22,21 +22,6 @@ _BACKSLASH_S = re.compile(r"\s")
 _SINGLE = re.compile(f"[{SINGLE_WORD}]")
 
 
-def _mark_ranges() -> str:
-    """A regex class body of every combining mark (Unicode category M*): vowel signs of Indic scripts,
-    Arabic and Hebrew points, accents typed apart. They are not `\\w`, yet they are part of a word."""
-    codes = [c for c in range(0x30000) if unicodedata.category(chr(c)).startswith("M")]
-    codes += range(0xE0100, 0xE01F0)  # variation selectors supplement, the only marks above U+30000
-    ranges: list[tuple[int, int]] = []
-    for c in codes:
-        if ranges and ranges[-1][1] == c - 1:
-            ranges[-1] = (ranges[-1][0], c)
-        else:
-            ranges.append((c, c))
-    return "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" if b > a else re.escape(chr(a)) for a, b in ranges)
-
-
-WORD_MARKS = _mark_ranges()
 CLASSES = np.full(0x110000, kernels.UNKNOWN, dtype=np.uint8)
 
 

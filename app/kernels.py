@@ -25,8 +25,8 @@ from numba import njit  # after NUMBA_CACHE_DIR is settled
 WORD_CHAR = 1  # re's \w: str.isalnum() or "_"
 SPACE = 2  # re's \s and str.split(): str.isspace()
 EXCLUDED = 4  # punctuation the token pattern never takes as a one-character token
-MARK = 16  # a combining mark (Unicode M*): it continues a lexicon word (app.codes.WORD_MARKS)
-SINGLE = 8  # a word character that is a lexicon word by itself (CJK scripts write no spaces): app.codes.SINGLE_WORD
+SINGLE = 8  # a word character that is a word by itself (CJK scripts write no spaces): app.text.SINGLE_WORD
+MARK = 16  # a combining mark (Unicode M*): it continues a word (app.text.WORD_MARKS)
 UNKNOWN = 255
 
 _FNV_OFFSET = np.uint64(14695981039346656037)
@@ -249,8 +249,9 @@ def _grow(a, cap):
 def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tstarts, pair_slots, pair_keys, n_unigram_key):
     """Vocabulary hits of `token_pattern` unigrams (and bigrams) of every doc.
 
-    Tokens are one SINGLE character, runs of two or more other word characters, or one character
-    that is neither a word character, a space nor excluded punctuation: WORD_PATTERN of app/text.py. Returns
+    Tokens are one SINGLE character, runs of two or more other word characters and combining marks
+    (starting with a word character), or one character that is neither a word character, a space,
+    a mark nor excluded punctuation: WORD_PATTERN of app/text.py. Returns
     (doc_ptr, column, owner word, share): a bigram appears twice, half for each of its words.
     """
     n_docs = len(doc_starts) - 1
@@ -278,11 +279,13 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
                 prev_space = False
             if c & SINGLE:  # a character of a script without spaces is a token by itself
                 stop = pos + 1
-            elif c & WORD_CHAR:
+            elif c & WORD_CHAR:  # a run of letters and the combining marks among them
                 stop = pos + 1
-                while stop < end and (cls[codes[stop]] & WORD_CHAR) and not (cls[codes[stop]] & SINGLE):
+                while stop < end and (
+                    (cls[codes[stop]] & WORD_CHAR and not cls[codes[stop]] & SINGLE) or cls[codes[stop]] & MARK
+                ):
                     stop += 1
-                if stop - pos < 2:  # a lone word character is no token
+                if stop - pos < 2:  # a lone letter is no token
                     pos = stop
                     continue
             elif c & EXCLUDED:
@@ -316,7 +319,7 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
                     n += 2
             prev_term = t
             prev_owner = word
-            # a stop inside a run of word characters cannot happen; the next token starts at `stop`
+            # the next token starts at `stop`: a run of letters ends at a space, a symbol or a SINGLE character
             pos = stop
             # spaces and chunk boundaries are only tracked at the top of the loop
         doc_ptr[d + 1] = n

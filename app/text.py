@@ -23,12 +23,34 @@ KEPT, REPLACED, FOLDED = 0, 1, 2  # how a part of the normalised text comes from
 # particles: each of their characters is a word by itself, to the model and to the lexicons, so
 # their word bigrams are the character pairs that bag-of-words models of these languages use.
 SINGLE_WORD = (
-    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+    "\u1100-\u11ff\u3005-\u3007\u3021-\u3029\u3031-\u3035\u303b\u303c\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
     "\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff\uff66-\uffdc\U00020000-\U0003134f"
 )
-# The model's words: one character of those scripts, two or more other letters, or a single symbol
-# that is not punctuation (emoji, $, ₹, ?, !).
-WORD_PATTERN = f"(?u)(?=\\w)[{SINGLE_WORD}]|(?:(?![{SINGLE_WORD}])\\w){{2,}}" + r"|[^\w\s.,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
+
+
+def _mark_ranges() -> str:
+    """A regex class body of every combining mark (Unicode category M*): vowel signs of Indic scripts,
+    Arabic and Hebrew points, accents typed apart. They are not `\\w`, yet they are part of a word."""
+    codes = [c for c in range(0x30000) if unicodedata.category(chr(c)).startswith("M")]
+    codes += range(0xE0100, 0xE01F0)  # variation selectors supplement, the only marks above U+30000
+    ranges: list[tuple[int, int]] = []
+    for c in codes:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    return "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" if b > a else re.escape(chr(a)) for a, b in ranges)
+
+
+WORD_MARKS = _mark_ranges()
+# The model's words: one character of those scripts; a letter followed by letters or combining
+# marks (Devanagari and Thai vowel signs, Arabic vowel points), two characters at least; or a
+# single symbol that is not punctuation nor a mark (emoji, $, ₹, ?, !).
+WORD_PATTERN = (
+    f"(?u)(?=\\w)[{SINGLE_WORD}]|[^\\W{SINGLE_WORD}](?:[^\\W{SINGLE_WORD}]|[{WORD_MARKS}])+"
+    + f"|[^\\w\\s{WORD_MARKS}"
+    + r".,;:'\"()\[\]{}<>/\\|_*#@&~^`=+-]"
+)
 URL_TOKEN = "xurl"
 
 _TLDS = (

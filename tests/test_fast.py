@@ -54,7 +54,7 @@ def test_fast_features_equal_the_pipeline_on_the_training_texts(fitted):
 @given(
     st.lists(
         st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
-        | st.text(alphabet="陈总团建中文a b?！ｶ안녕々ー", max_size=30),
+        | st.text(alphabet="陈总团建中文a b?！ｶ안녕々〇ーकीा\u0301\u0e31กé", max_size=30),
         min_size=1,
         max_size=6,
     )

@@ -171,7 +171,7 @@ def test_spans_are_left_out_rather_than_shifted_when_lower_casing_changes_the_le
 
 
 def _phrases_by_reading_words(text: str) -> list[tuple[str, int, int]]:
-    """The phrase scan's meaning: every run of 1-5 words that is a lexicon phrase, by first word and length."""
+    """The phrase scan's meaning: every run of 1 to MAX_PHRASE_WORDS words that is a lexicon phrase, by first word and length."""
     from app.signals import MAX_PHRASE_WORDS, words
 
     tokens = words(text)
@@ -229,3 +229,43 @@ def test_phrases_match_across_case_apostrophes_and_scripts(text, expected):
     from app.signals import phrase_hits
 
     assert expected in {name for name, _, _ in phrase_hits(text)}
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_ascii_text_is_cut_into_the_same_words_by_the_fast_pattern(text):
+    from app.signals import _ASCII_TOKEN, _TOKEN
+
+    assert [m.span() for m in _ASCII_TOKEN.finditer(text)] == [m.span() for m in _TOKEN.finditer(text)]
+
+
+# Common words that a lexicon once held bare: their ordinary use must not fire the signal (a review's finds).
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("عزيزتي منى، شكرا على التقرير. رقمي على واتساب إذا احتجتِ شيئا", "romance_friendship"),  # "dear Mona"
+        ("شكرا، هل يمكنني استخدام الرسوم البيانية في العرض؟", "recruiting_terms"),  # "use", not "hiring"
+        ("نحن صندوق استثمار جريء في الرياض", "advance_fee_story"),  # a venture fund
+        ("Дорогая Анна, рада была познакомиться на конференции!", "romance_friendship"),  # "dear Anna"
+        ("Это дорогая позиция, но интересная", "romance_friendship"),  # "an expensive position"
+        ("非同期処理の件、ご確認いただけますか？", "pitch_followup"),  # a polite request between colleagues
+        ("이 일 당장 봐줄 수 있어?", "easy_money_job"),  # "can you look at this right now?"
+    ],
+)
+def test_ordinary_words_of_other_scripts_fire_no_signal(text, name):
+    assert _value(name, text) == 0
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.text(alphabet="ab z'’`´中文\u0301\u0e31कि ", max_size=30) | st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+def test_span_words_are_the_lexicon_words_found_in_the_text_with_its_apostrophes(text):
+    from app.signals import _SPAN_TOKEN, _TOKEN, drop_apostrophes
+
+    assert [drop_apostrophes(m.group()) for m in _SPAN_TOKEN.finditer(text)] == _TOKEN.findall(drop_apostrophes(text))
+
+
+def test_a_signal_in_a_text_with_apostrophes_gets_its_span():
+    from app.signals import signal_spans
+
+    p = prepare(Item(text="We’d love to book a quick call, I'm free on Friday"))
+    assert [p.raw[a:b] for a, b in signal_spans(p, "meeting_request")] == ["quick call"]
