@@ -438,7 +438,8 @@ def _is_apostrophe(code):
 
 @njit(cache=True, nogil=True)
 def lexicon_hits(codes, doc_starts, cls, trie, max_words):
-    """Lexicon phrase hits of every doc: (doc_ptr, signal, first word, last word + 1).
+    """Lexicon phrase hits of every doc: (doc_ptr, signal, first word, last word + 1, start, end),
+    start and end being where the phrase's first word starts and its last word ends in the doc.
 
     Words are runs of word characters (and the combining marks after them) of the lower-cased
     text with apostrophes dropped, and each SINGLE character alone, as `app.signals.words` cuts
@@ -455,15 +456,21 @@ def lexicon_hits(codes, doc_starts, cls, trie, max_words):
     signal = np.empty(cap, dtype=np.int64)
     first = np.empty(cap, dtype=np.int64)
     last = np.empty(cap, dtype=np.int64)
+    start = np.empty(cap, dtype=np.int64)
+    stop = np.empty(cap, dtype=np.int64)
     n = 0
     buf = np.empty(64, dtype=np.uint32)
     ids = np.empty(64, dtype=np.int64)
+    tok_start = np.empty(64, dtype=np.int64)
+    tok_end = np.empty(64, dtype=np.int64)
     for d in range(n_docs):
         n_tok = 0
         length = 0
         h = _FNV_OFFSET
+        base = doc_starts[d]
         end = doc_starts[d + 1]
-        for pos in range(doc_starts[d], end + 1):
+        word_start = word_end = 0
+        for pos in range(base, end + 1):
             if pos < end:
                 code = codes[pos]
                 if _is_apostrophe(code):
@@ -471,22 +478,33 @@ def lexicon_hits(codes, doc_starts, cls, trie, max_words):
                 if (cls[code] & WORD_CHAR and not cls[code] & SINGLE) or (length and cls[code] & MARK):
                     if length == len(buf):
                         buf = _grow(buf, 2 * length)
+                    if length == 0:
+                        word_start = pos - base
                     buf[length] = code
                     length += 1
+                    word_end = pos + 1 - base
                     h = _step(h, code)
                     continue
             if length:
                 if n_tok == len(ids):
                     ids = _grow(ids, 2 * n_tok)
+                    tok_start = _grow(tok_start, 2 * n_tok)
+                    tok_end = _grow(tok_end, 2 * n_tok)
                 ids[n_tok] = _find(h, buf, 0, length, slots, hashes, tcodes, tstarts)
+                tok_start[n_tok] = word_start
+                tok_end[n_tok] = word_end
                 n_tok += 1
                 length = 0
                 h = _FNV_OFFSET
             if pos < end and cls[codes[pos]] & SINGLE:
                 if n_tok == len(ids):
                     ids = _grow(ids, 2 * n_tok)
+                    tok_start = _grow(tok_start, 2 * n_tok)
+                    tok_end = _grow(tok_end, 2 * n_tok)
                 buf[0] = codes[pos]
                 ids[n_tok] = _find(_step(_FNV_OFFSET, codes[pos]), buf, 0, 1, slots, hashes, tcodes, tstarts)
+                tok_start[n_tok] = pos - base
+                tok_end[n_tok] = pos + 1 - base
                 n_tok += 1
         for i in range(n_tok):
             node = 0
@@ -503,9 +521,13 @@ def lexicon_hits(codes, doc_starts, cls, trie, max_words):
                         signal = _grow(signal, cap)
                         first = _grow(first, cap)
                         last = _grow(last, cap)
+                        start = _grow(start, cap)
+                        stop = _grow(stop, cap)
                     signal[n] = node_signal[s]
                     first[n] = i
                     last[n] = j + 1
+                    start[n] = tok_start[i]
+                    stop[n] = tok_end[j]
                     n += 1
         doc_ptr[d + 1] = n
-    return doc_ptr, signal[:n], first[:n], last[:n]
+    return doc_ptr, signal[:n], first[:n], last[:n], start[:n], stop[:n]

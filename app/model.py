@@ -298,13 +298,12 @@ class TriageModel:
         # "it is short" tells a reader nothing they can check.
         top = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
         # Spans only for the signals that made the cut: placing them reads the text's words again.
-        found = lexicon.of(d) if lexicon is not None and any(r.feature.startswith("signal__") for r in top) else None
         return tuple(
             Reason(
                 r.feature,
                 r.contribution,
                 r.description,
-                tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, r.feature[len("signal__") :], found)),
+                tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, r.feature[len("signal__") :], lexicon, d)),
             )
             if r.feature.startswith("signal__")
             else r

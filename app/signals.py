@@ -10,7 +10,6 @@ sender) are computed in `app/context.py` from the same registry.
 
 from __future__ import annotations
 
-import itertools
 import re
 import tomllib
 from collections import Counter
@@ -34,12 +33,6 @@ MAX_PHRASE_WORDS = 8
 _TOKEN = re.compile(f"(?=\\w)[{SINGLE_WORD}]|[^\\W{SINGLE_WORD}](?:[^\\W{SINGLE_WORD}]|[{WORD_MARKS}])*")
 _ASCII_TOKEN = re.compile(r"\w+")  # the same words in ASCII text, about four times faster
 _APOSTROPHE_MARKS = "'’`´"
-# The same words found in the text with its apostrophes, so that each one's span is in the text:
-# an apostrophe inside a word ("I'm") belongs to it, as dropping it joins the two sides.
-_SPAN_TOKEN = re.compile(
-    f"(?=\\w)[{SINGLE_WORD}]"
-    f"|[^\\W{SINGLE_WORD}](?:[^\\W{SINGLE_WORD}]|[{WORD_MARKS}]|[{_APOSTROPHE_MARKS}]+(?=[^\\W{SINGLE_WORD}]|[{WORD_MARKS}]))*"
-)
 
 
 def _token_pattern(text: str) -> re.Pattern[str]:
@@ -100,11 +93,12 @@ class PhraseTrie:
         child = np.array(list(edges.values()), dtype=np.int64)
         return cls(signals, (slots, hashes, tcodes, tstarts, edge_slots, edge_keys, child, node_ptr, node_signal))
 
-    def hits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(doc_ptr, signal index, first word, last word + 1) of every phrase found in the texts."""
+    def hits(self, texts: Sequence[str]) -> tuple[np.ndarray, ...]:
+        """(doc_ptr, signal index, first word, last word + 1, start, end) of every phrase found in the
+        texts; start and end are offsets in the lower-cased text (an apostrophe inside a word is in it)."""
         codes, starts = text_codes([t.lower() for t in texts])
-        doc_ptr, signal, first, last = kernels.lexicon_hits(codes, starts, CLASSES, self.arrays, MAX_PHRASE_WORDS)
-        return doc_ptr, signal, first, last
+        doc_ptr, signal, first, last, start, end = kernels.lexicon_hits(codes, starts, CLASSES, self.arrays, MAX_PHRASE_WORDS)
+        return doc_ptr, signal, first, last, start, end
 
 
 @dataclass(frozen=True)
@@ -283,6 +277,8 @@ class LexiconHits:
     signal: np.ndarray  # index in trie.signals
     first: np.ndarray  # first word
     last: np.ndarray  # last word + 1
+    start: np.ndarray  # where the first word starts in the lower-cased text
+    end: np.ndarray  # where the last word ends
 
     @classmethod
     def find(cls, texts: Sequence[str], reg: Registry | None = None) -> LexiconHits:
@@ -295,6 +291,13 @@ class LexiconHits:
         names = self.trie.signals
         found = zip(self.signal[a:b].tolist(), self.first[a:b].tolist(), self.last[a:b].tolist(), strict=True)
         return [(names[s], i, j) for s, i, j in found if name is None or names[s] == name]
+
+    def spans_of(self, d: int, name: str) -> list[tuple[int, int]]:
+        """(start, end) in doc d's lower-cased text of each hit of one signal, in order."""
+        a, b = int(self.doc_ptr[d]), int(self.doc_ptr[d + 1])
+        names = self.trie.signals
+        found = zip(self.signal[a:b].tolist(), self.start[a:b].tolist(), self.end[a:b].tolist(), strict=True)
+        return [(i, j) for s, i, j in found if names[s] == name]
 
 
 def phrase_hits(text: str, reg: Registry | None = None) -> list[tuple[str, int, int]]:
@@ -362,30 +365,21 @@ def signal_rows(prepared: Sequence[Prepared], names: Sequence[str] | np.ndarray,
     return out
 
 
-def signal_spans(
-    p: Prepared, name: str, found: Sequence[tuple[str, int, int]] | None = None, limit: int = 5
-) -> list[tuple[int, int]]:
+def signal_spans(p: Prepared, name: str, lexicon: LexiconHits | None = None, d: int = 0, limit: int = 5) -> list[tuple[int, int]]:
     """Spans of the received text where a lexicon signal's phrases were found (none when markup moved the text).
 
-    `found`: the text's phrase hits when they are known already (`LexiconHits.of`).
+    `lexicon`, doc `d`: the chunk's phrase hits when they are known already; else the text is scanned.
     """
-    low = p.raw.lower()
-    if p.raw != p.item.text or len(low) != len(p.raw):
+    if p.raw != p.item.text or len(p.raw.lower()) != len(p.raw):
         return []  # markup or lower-casing ("İ") shifted the offsets; no spans rather than wrong ones
-    found = phrase_hits(p.raw) if found is None else found
-    hits = [(a, b) for signal, a, b in found if signal == name][: 4 * limit]
-    if not hits:
-        return []
-    last = max(b for _, b in hits)  # word positions up to the last hit are all that is needed
-    positions = [m.span() for m in itertools.islice(_SPAN_TOKEN.finditer(low), last)]
+    if lexicon is None:
+        lexicon, d = LexiconHits.find([p.raw]), 0
     spans: list[tuple[int, int]] = []
-    for a, b in hits:
-        if b <= len(positions):
-            span = (positions[a][0], positions[b - 1][1])
-            if span not in spans:
-                spans.append(span)
-        if len(spans) >= limit:
-            break
+    for span in lexicon.spans_of(d, name):
+        if span not in spans:
+            spans.append(span)
+            if len(spans) >= limit:
+                break
     return spans
 
 

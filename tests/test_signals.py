@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from app.context import CONTEXT_FUNCTIONS, context_signal_values
 from app.items import Item
 from app.signals import PATTERNS, load_registry, registry, text_signal_values
-from app.text import prepare
+from app.text import SINGLE_WORD, WORD_MARKS, prepare
 
 REGISTRY = registry()
 TEXT_SIGNALS = [s for s in REGISTRY.signals.values() if s.kind != "context"]
@@ -206,7 +206,7 @@ def test_the_compiled_phrase_scan_finds_what_reading_the_words_finds(texts):
 
     for text in texts:
         assert phrase_hits(text) == _phrases_by_reading_words(text)
-    doc_ptr, signal, first, last = REGISTRY.trie.hits(texts)  # a chunk at once: each text's hits in its own range
+    doc_ptr, signal, first, last, _, _ = REGISTRY.trie.hits(texts)  # a chunk at once: each text's hits in its own range
     chunk = [(REGISTRY.trie.signals[s], a, b) for s, a, b in zip(signal.tolist(), first.tolist(), last.tolist(), strict=True)]
     expected = [_phrases_by_reading_words(t) for t in texts]
     assert doc_ptr.tolist() == [0, *itertools.accumulate(map(len, expected))]
@@ -256,12 +256,33 @@ def test_ordinary_words_of_other_scripts_fire_no_signal(text, name):
     assert _value(name, text) == 0
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(st.text(alphabet="ab z'’`´中文\u0301\u0e31कि ", max_size=30) | st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
-def test_span_words_are_the_lexicon_words_found_in_the_text_with_its_apostrophes(text):
-    from app.signals import _SPAN_TOKEN, _TOKEN, drop_apostrophes
+# Where each lexicon word lies in the text with its apostrophes: dropping an apostrophe inside a
+# word ("I'm") joins its two sides, so the apostrophe belongs to the word.
+_SPAN_WORD = re.compile(
+    f"(?=\\w)[{SINGLE_WORD}]|[^\\W{SINGLE_WORD}]"
+    f"(?:[^\\W{SINGLE_WORD}]|[{WORD_MARKS}]|['’`´]+(?=[^\\W{SINGLE_WORD}]|[{WORD_MARKS}]))*"
+)
 
-    assert [drop_apostrophes(m.group()) for m in _SPAN_TOKEN.finditer(text)] == _TOKEN.findall(drop_apostrophes(text))
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    st.lists(st.sampled_from(_LEXICON_WORDS) | st.text(alphabet="ab z'’`´中文\u0301\u0e31कि ", max_size=8), max_size=12).map(
+        " ".join
+    )
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+)
+def test_phrase_spans_cover_the_words_of_the_phrase_in_the_text(text):
+    from app.signals import LexiconHits, drop_apostrophes, words
+
+    low = text.lower()
+    found = LexiconHits.find([text])
+    spans = list(zip(found.start.tolist(), found.end.tolist(), strict=True))
+    if len(low) != len(text):
+        return  # no spans are shown for such texts
+    positions = [m.span() for m in _SPAN_WORD.finditer(low)]
+    assert [drop_apostrophes(low[a:b]) for a, b in positions] == words(text)
+    words_of_hits = zip(found.first.tolist(), found.last.tolist(), strict=True)
+    assert spans == [(positions[i][0], positions[j - 1][1]) for i, j in words_of_hits]
 
 
 def test_a_signal_in_a_text_with_apostrophes_gets_its_span():
