@@ -531,3 +531,30 @@ def lexicon_hits(codes, doc_starts, cls, trie, max_words):
                     n += 1
         doc_ptr[d + 1] = n
     return doc_ptr, signal[:n], first[:n], last[:n], start[:n], stop[:n]
+
+
+@njit(cache=True, nogil=True)
+def combinations(values, cols, all_ptr, all_idx, none_ptr, none_idx, any_ptr, any_idx):
+    """Set each combination signal's column cols[c] of `values` to 1.0 in the rows where all of its
+    `all` columns, none of its `none` columns and, when it has any, one of its `any` columns are
+    non-zero; combination by combination in order, so one may build on an earlier one."""
+    for r in range(values.shape[0]):
+        for c in range(len(cols)):
+            ok = True
+            for k in range(all_ptr[c], all_ptr[c + 1]):
+                if values[r, all_idx[k]] == 0:
+                    ok = False
+                    break
+            if ok:
+                for k in range(none_ptr[c], none_ptr[c + 1]):
+                    if values[r, none_idx[k]] != 0:
+                        ok = False
+                        break
+            if ok and any_ptr[c + 1] > any_ptr[c]:
+                ok = False
+                for k in range(any_ptr[c], any_ptr[c + 1]):
+                    if values[r, any_idx[k]] != 0:
+                        ok = True
+                        break
+            if ok:
+                values[r, cols[c]] = 1.0

@@ -128,6 +128,21 @@ class Registry:
         combos = tuple(s for s in text if s.kind == "combination")
         return tuple(s.name for s in text), caps, patterns, combos
 
+    @cached_property
+    def text_columns(self) -> tuple[dict[str, int], np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+        """For `text_signal_matrix`: each text signal's column; the columns and caps of the trie's
+        signals; the combinations as arrays (`kernels.combinations`)."""
+        names, caps, _, combos = self.text_plan
+        column = {name: j for j, name in enumerate(names)}
+        lexicon = np.array([column[name] for name in self.trie.signals], dtype=np.int64)
+        cap = np.array([caps[name] for name in self.trie.signals], dtype=np.float64)
+        arrays: list[np.ndarray] = [np.array([column[c.name] for c in combos], dtype=np.int64)]
+        for part in ("all", "none", "any"):
+            lists = [[column[name] for name in getattr(c, part)] for c in combos]
+            arrays.append(np.cumsum([0, *map(len, lists)], dtype=np.int64))
+            arrays.append(np.array([j for js in lists for j in js], dtype=np.int64))
+        return column, lexicon, cap, tuple(arrays)
+
 
 def words(text: str) -> list[str]:
     """Lower-case words with apostrophes dropped ("I'm" -> "im"), as lexicon phrases are matched; in
@@ -313,30 +328,18 @@ def text_signal_matrix(prepared: Sequence[Prepared], reg: Registry | None = None
     `none` and one of `any` have fired before it.
     """
     reg = reg or registry()
-    names, caps, patterns, combos = reg.text_plan
-    column = {name: j for j, name in enumerate(names)}
+    names, _, patterns, _ = reg.text_plan
+    column, lexicon, cap, combos = reg.text_columns
     out = np.zeros((len(prepared), len(names)))
     if not len(prepared):
         return out
     hits = hits or LexiconHits.find([p.raw for p in prepared], reg)
-    lexicon = np.array([column[name] for name in hits.trie.signals], dtype=np.int64)
     np.add.at(out, (np.repeat(np.arange(len(prepared)), np.diff(hits.doc_ptr)), lexicon[hits.signal]), 1.0)
-    cap = np.array([caps[name] for name in hits.trie.signals])
     out[:, lexicon] = np.minimum(out[:, lexicon], cap) / cap
     for s in patterns:
         function = PATTERNS[s.function]
         out[:, column[s.name]] = [function(p) for p in prepared]
-    fired = out != 0
-    for s in combos:
-        ok = np.ones(len(prepared), dtype=bool)
-        for a in s.all:
-            ok &= fired[:, column[a]]
-        for x in s.none:
-            ok &= ~fired[:, column[x]]
-        if s.any:
-            ok &= fired[:, [column[a] for a in s.any]].any(axis=1)
-        out[ok, column[s.name]] = 1.0
-        fired[:, column[s.name]] |= ok
+    kernels.combinations(out, *combos)
     return out
 
 
@@ -357,7 +360,7 @@ def signal_rows(prepared: Sequence[Prepared], names: Sequence[str] | np.ndarray,
     """The values of the named text signals for every item: an (items, names) array."""
     reg = registry()
     matrix = text_signal_matrix(prepared, reg, hits)
-    column = {name: j for j, name in enumerate(reg.text_plan[0])}
+    column = reg.text_columns[0]
     out = np.zeros((len(prepared), len(names)))
     for j, name in enumerate(names):
         if (k := column.get(str(name))) is not None:
