@@ -300,24 +300,17 @@ class LexiconHits:
         trie = (reg or registry()).trie
         return cls(trie, *trie.hits(texts))
 
-    def of(self, d: int, name: str | None = None) -> list[tuple[str, int, int]]:
-        """(signal, first word, last word + 1) of doc d's hits (of one signal only, when named)."""
+    def of(self, d: int) -> list[tuple[str, int, int, int, int]]:
+        """(signal, first word, last word + 1, start, end) of each of doc d's hits, in order."""
         a, b = int(self.doc_ptr[d]), int(self.doc_ptr[d + 1])
         names = self.trie.signals
-        found = zip(self.signal[a:b].tolist(), self.first[a:b].tolist(), self.last[a:b].tolist(), strict=True)
-        return [(names[s], i, j) for s, i, j in found if name is None or names[s] == name]
-
-    def spans_of(self, d: int, name: str) -> list[tuple[int, int]]:
-        """(start, end) in doc d's lower-cased text of each hit of one signal, in order."""
-        a, b = int(self.doc_ptr[d]), int(self.doc_ptr[d + 1])
-        names = self.trie.signals
-        found = zip(self.signal[a:b].tolist(), self.start[a:b].tolist(), self.end[a:b].tolist(), strict=True)
-        return [(i, j) for s, i, j in found if names[s] == name]
+        columns = (self.signal, self.first, self.last, self.start, self.end)
+        return [(names[s], *rest) for s, *rest in zip(*(c[a:b].tolist() for c in columns), strict=True)]
 
 
 def phrase_hits(text: str, reg: Registry | None = None) -> list[tuple[str, int, int]]:
     """(signal, first word, last word + 1) for every lexicon phrase found in `text`, by word position."""
-    return LexiconHits.find([text], reg).of(0)
+    return [(name, i, j) for name, i, j, _, _ in LexiconHits.find([text], reg).of(0)]
 
 
 def text_signal_matrix(prepared: Sequence[Prepared], reg: Registry | None = None, hits: LexiconHits | None = None) -> np.ndarray:
@@ -378,8 +371,8 @@ def signal_spans(p: Prepared, name: str, lexicon: LexiconHits | None = None, d: 
     if lexicon is None:
         lexicon, d = LexiconHits.find([p.raw]), 0
     spans: list[tuple[int, int]] = []
-    for span in lexicon.spans_of(d, name):
-        if span not in spans:
+    for signal, _, _, start, end in lexicon.of(d):
+        if signal == name and (span := (start, end)) not in spans:
             spans.append(span)
             if len(spans) >= limit:
                 break
