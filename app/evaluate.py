@@ -19,6 +19,7 @@ from app.corpus import Example, load_inboxes, read_labelled_export
 from app.metrics import classification_report, headline
 from app.model import LABELS
 from app.scoring import Scorer
+from app.train import evaluate_examples
 
 
 def score_export_folders(scorer: Scorer, folders: list[Path]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -53,24 +54,19 @@ def evaluate_test_inboxes(scorer: Scorer, test_dir: Path) -> dict[str, dict[str,
         raise ValueError(f"no labelled test inboxes under {test_dir}: run `triage corpus build`")
     examples: list[Example] = load_inboxes(test_dir)
     thresholds = scorer.model.thresholds
-    scored = {
-        "text": (
-            scorer.model.predict_proba([ex.item.text_only() for ex in examples]),
-            np.array([LABELS.index(ex.label) for ex in examples]),
-            np.array([ex.hand for ex in examples]),
-        )
-    }
+    text = evaluate_examples(scorer.model, examples, "text")
     proba, y, rows = score_export_folders(scorer, folders)
-    scored["export"] = (proba, y, np.array([row["inbox"].split("-")[0] for row in rows]))
-    reports: dict[str, dict[str, Any]] = {}
-    for mode, (p, t, _) in scored.items():
-        reports[mode] = classification_report(p, t, thresholds) | {
-            "mode": "text" if mode == "text" else "export (triage score FOLDER)",
-            "inboxes": len(folders),
-        }
+    export = classification_report(proba, y, thresholds)
+    export["mode"] = "export (triage score FOLDER)"
+    for report in (text, export):
+        report["inboxes"] = len(folders)
+    export_hands = np.array([row["inbox"].split("-")[0] for row in rows])
     by_hand: dict[str, dict[str, Any]] = {}
-    for hand in sorted(set(scored["text"][2].tolist())):
-        by_hand[hand] = {"inboxes": sum(f.name.split("-")[0] == hand for f in folders)}
-        for mode, (p, t, hands) in scored.items():
-            by_hand[hand][mode] = headline(classification_report(p[hands == hand], t[hands == hand], thresholds))
-    return {"test_inboxes_text": reports["text"], "test_inboxes_export": reports["export"], "test_hands": by_hand}
+    for hand in sorted({ex.hand for ex in examples}):
+        mine = export_hands == hand
+        by_hand[hand] = {
+            "inboxes": sum(f.name.split("-")[0] == hand for f in folders),
+            "text": headline(evaluate_examples(scorer.model, [ex for ex in examples if ex.hand == hand], "text")),
+            "export": headline(classification_report(proba[mine], y[mine], thresholds)),
+        }
+    return {"test_inboxes_text": text, "test_inboxes_export": export, "test_hands": by_hand}
