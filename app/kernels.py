@@ -121,20 +121,21 @@ WORD_CACHE_HITS = 1 << 22  # their n-gram hits
 
 
 def new_word_cache() -> tuple[np.ndarray, ...]:
-    """Empty memory of words already cut into n-grams: (table, hashes, entries, codes, hits, counts)."""
+    """Empty memory of words already cut into n-grams: (table, hashes, entries, codes, hits, owners, counts)."""
     return (
         np.full(WORD_CACHE_SLOTS, -1, dtype=np.int64),
         np.zeros(WORD_CACHE_SLOTS, dtype=np.uint64),
-        np.zeros((WORD_CACHE_SLOTS // 2, 4), dtype=np.int64),  # code start, length, first hit, hit count
+        np.zeros((WORD_CACHE_SLOTS // 2, 5), dtype=np.int64),  # code start, length, first hit, hit count, words
         np.zeros(WORD_CACHE_CODES, dtype=np.uint32),
         np.zeros(WORD_CACHE_HITS, dtype=np.int32),
+        np.zeros(WORD_CACHE_HITS, dtype=np.int32),  # each hit's word within its run
         np.zeros(3, dtype=np.int64),  # entries, codes and hits used
     )
 
 
 @njit(cache=True, nogil=True)
 def char_wb_occurrences(
-    codes, doc_starts, cls, lo, hi, slots, hashes, tcodes, tstarts, table, table_hash, entries, wcodes, whits, used
+    codes, doc_starts, cls, lo, hi, slots, hashes, tcodes, tstarts, table, table_hash, entries, wcodes, whits, wsubs, used
 ):
     """Vocabulary hits of `char_wb` n-grams (lo..hi) of every doc: (doc_ptr, column, owner word).
 
@@ -142,7 +143,8 @@ def char_wb_occurrences(
     n-grams shorter than the padded word are taken at every offset, and the padded word
     itself once when it is no longer than `hi`. A word's hits depend on the word alone, so
     they are remembered (in the cache arrays, across calls, until they are full) and copied
-    for its repeats.
+    for its repeats. The owner is the word of word_spans where the n-gram starts: a run between
+    spaces can hold several (one per Chinese, Japanese or Korean character).
     """
     n_docs = len(doc_starts) - 1
     cap = 16
@@ -151,6 +153,7 @@ def char_wb_occurrences(
     n = 0
     doc_ptr = np.zeros(n_docs + 1, dtype=np.int64)
     buf = np.empty(64, dtype=np.uint32)
+    sub = np.empty(64, dtype=np.int64)
     mask = np.uint64(len(table) - 1)
     for d in range(n_docs):
         pos = doc_starts[d]
@@ -188,9 +191,9 @@ def char_wb_occurrences(
                     owners = _grow(owners, cap)
                 for j in range(count):
                     cols[n + j] = whits[first + j]
-                    owners[n + j] = word
+                    owners[n + j] = word + wsubs[first + j]
                 n += count
-                word += 1
+                word += entries[found, 4]
                 pos = stop
                 continue
             start_n = n
@@ -201,6 +204,12 @@ def char_wb_occurrences(
             for j in range(pos, stop):
                 buf[j - pos + 1] = codes[j]
             buf[length - 1] = 32
+            if wlen > len(sub):
+                sub = np.empty(2 * wlen, dtype=np.int64)
+            sub[0] = 0
+            for j in range(1, wlen):  # which of the run's words each character is in
+                split = (cls[codes[pos + j]] & SINGLE) or (cls[codes[pos + j - 1]] & SINGLE)
+                sub[j] = sub[j - 1] + (1 if split else 0)
             for s in range(length):
                 g_hash = _FNV_OFFSET
                 top = min(hi, length - s)
@@ -214,7 +223,7 @@ def char_wb_occurrences(
                                 cols = _grow(cols, cap)
                                 owners = _grow(owners, cap)
                             cols[n] = t
-                            owners[n] = word
+                            owners[n] = word + sub[min(max(s - 1, 0), wlen - 1)]
                             n += 1
             count = n - start_n
             if used[0] < len(entries) and used[1] + wlen <= len(wcodes) and used[2] + count <= len(whits):
@@ -223,16 +232,18 @@ def char_wb_occurrences(
                 entries[e, 1] = wlen
                 entries[e, 2] = used[2]
                 entries[e, 3] = count
+                entries[e, 4] = sub[wlen - 1] + 1
                 for j in range(wlen):
                     wcodes[used[1] + j] = codes[pos + j]
                 for j in range(count):
                     whits[used[2] + j] = cols[start_n + j]
+                    wsubs[used[2] + j] = owners[start_n + j] - word
                 table[i] = e
                 table_hash[i] = h
                 used[0] += 1
                 used[1] += wlen
                 used[2] += count
-            word += 1
+            word += sub[wlen - 1] + 1
             pos = stop
         doc_ptr[d + 1] = n
     return doc_ptr, cols[:n], owners[:n]
@@ -268,15 +279,17 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
         prev_space = True
         prev_term = -2  # -2: no previous token; -1: previous token not in the vocabulary
         prev_owner = 0
+        prev_single = False
         while pos < end:
             c = cls[codes[pos]]
             if c & SPACE:
                 prev_space = True
                 pos += 1
                 continue
-            if prev_space:
+            if prev_space or prev_single or c & SINGLE:  # the words of word_spans
                 word += 1
                 prev_space = False
+            prev_single = (c & SINGLE) != 0
             if c & SINGLE:  # a character of a script without spaces is a token by itself
                 stop = pos + 1
             elif c & WORD_CHAR:  # a run of letters and the combining marks among them
@@ -391,7 +404,11 @@ def word_contributions(doc_ptr, owners, shares, entry_of, data, indices, weights
 
 @njit(cache=True, nogil=True)
 def word_spans(codes, doc_starts, cls):
-    """(start, end) of every whitespace-separated word of every doc, relative to its doc, and each doc's first word."""
+    """(start, end) of every word a reader sees in every doc, relative to its doc, and each doc's first word.
+
+    A word is a run of characters between spaces, except that a SINGLE character (Chinese,
+    Japanese, Korean) is a word by itself and ends the run before it.
+    """
     n_docs = len(doc_starts) - 1
     base = np.zeros(n_docs + 1, dtype=np.int64)
     cap = 16
@@ -405,9 +422,10 @@ def word_spans(codes, doc_starts, cls):
             if cls[codes[pos]] & SPACE:
                 pos += 1
                 continue
-            stop = pos
-            while stop < end and not (cls[codes[stop]] & SPACE):
-                stop += 1
+            stop = pos + 1
+            if not cls[codes[pos]] & SINGLE:
+                while stop < end and not (cls[codes[stop]] & (SPACE | SINGLE)):
+                    stop += 1
             if n == cap:
                 cap *= 2
                 starts = _grow(starts, cap)

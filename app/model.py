@@ -151,6 +151,8 @@ def stopwords() -> frozenset[str]:
 def is_content(word: str) -> bool:
     """A word a reader can check: letters or digits, not a function word, not a person's name."""
     core = word.strip(".,;:!?¡¿()[]{}\"'`*_-").lower().replace("’", "").replace("'", "")
+    if core and all("\u3040" <= ch <= "\u309f" for ch in core):
+        return False  # hiragana alone: Japanese particles and verb endings
     return bool(core) and any(ch.isalnum() for ch in core) and core not in stopwords() and core != NAME_TOKEN
 
 
@@ -443,12 +445,25 @@ def _phrases(prepared: Prepared, runs: WordRuns, d: int, enough: int = DEFAULT_R
             hi -= 1
         if lo == hi:
             continue  # function words alone are no reason a reader can use
-        start, end = prepared.start_of(runs.starts[lo]), prepared.end_of(runs.ends[hi - 1] - 1)
+        start, end = whole_korean_words(text, prepared.start_of(runs.starts[lo]), prepared.end_of(runs.ends[hi - 1] - 1))
         shown = " ".join(text[start:end].split())
-        if not shown:
-            continue
+        if len(shown) < 2:
+            continue  # one character (a Chinese one, say) is a fragment to a reader
         what = "the words" if hi - lo > 1 else "the word"
         contribution = sum(runs.contribution[lo:hi])
         out.append(Reason(f"text:{shown.lower()}", contribution, f"{what} '{shown}'", (Span(start, end, text[start:end]),)))
         out.sort(key=lambda reason: -reason.contribution)
     return out
+
+
+def _is_hangul(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3"
+
+
+def whole_korean_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span widened to whole Korean words: the model reads Hangul syllable by syllable, a reader by word."""
+    while start > 0 and _is_hangul(text[start - 1]) and _is_hangul(text[start]):
+        start -= 1
+    while end < len(text) and _is_hangul(text[end]) and _is_hangul(text[end - 1]):
+        end += 1
+    return start, end

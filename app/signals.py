@@ -23,7 +23,7 @@ import numpy as np
 
 from app import kernels
 from app.codes import CLASSES, packed_codes, text_codes
-from app.text import MERGE_TOKEN, SINGLE_WORD, WORD_MARKS, Prepared
+from app.text import MERGE_TOKEN, SINGLE_WORD, WORD_MARKS, Prepared, only_greets
 
 RULES_DIR = Path(__file__).with_name("rules")
 KINDS = ("lexicon", "pattern", "combination", "context")
@@ -271,6 +271,10 @@ def _long(p: Prepared) -> float:
     return float(len(p.raw.strip()) > 600)
 
 
+def _greeting_only(p: Prepared) -> float:
+    return float(only_greets(p.item.text))
+
+
 PATTERNS: dict[str, Callable[[Prepared], float]] = {
     "links": _links,
     "shortened_links": _shortened,
@@ -280,6 +284,7 @@ PATTERNS: dict[str, Callable[[Prepared], float]] = {
     "money_amounts": _money,
     "short_text": _short,
     "long_text": _long,
+    "greeting_only": _greeting_only,
 }
 
 

@@ -254,6 +254,26 @@ def _fold_name(name: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", name.casefold()) if not unicodedata.combining(c))
 
 
+@lru_cache(maxsize=1)
+def _greeting_words() -> frozenset[str]:
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).with_name("rules") / "greetings.toml"
+    return frozenset(tomllib.loads(path.read_text(encoding="utf-8"))["words"])
+
+
+_WORDISH = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+
+
+def only_greets(text: str) -> bool:
+    """The text holds greeting words and nothing else but punctuation and emoji ("hi", "Hello sir 👋")."""
+    if len(text) > 60:
+        return False
+    words = _WORDISH.findall(text.casefold())
+    return bool(words) and all(w in _greeting_words() for w in words)
+
+
 def greets_someone_else(item: Item) -> bool:
     """The text opens by greeting a first name that is not the recipient's ("Hi Marta, ..." to Sofia).
 
@@ -295,6 +315,8 @@ def prepare(item: Item, with_offsets: bool = False) -> Prepared:
     """Normalise an item's text. Offsets back into the received text are always kept (as the parts
     the text was cut into, mapped on demand); `with_offsets` is accepted for older callers."""
     text = item.text
+    if only_greets(text):  # "hi", "hello sir": no evidence either way in the words; the conversation decides
+        return Prepared(item, text, "", ((0, 0, len(text), KEPT),), (), 0, 0, False)
     spans, domains, n_emails, n_phones, has_markup = _replacements(text)
     taken = [(a, b) for a, b, _, _ in spans]
     for a, b in _name_spans(text, item):

@@ -23,6 +23,9 @@ CLEAR_CASES = {
         "Hi Ana, I'm recruiting for a Senior Data Engineer role at Nordfin (remote, EU). Open to a chat this week?",
         "Thank you for accepting my request. I'm a final-year student and would love your advice on getting into UX.",
         "Sorry for the late reply, I was travelling. Monday works for me.",
+        # finance words are no scheme: a banker's recruiter and an investor give WhatsApp numbers too
+        "Hi Sam, I'm hiring an investment banking associate for a boutique in Dubai. Happy to share details, "
+        "my WhatsApp is +971 50 123 4567",
     ],
     "sales_pitch": [
         "We help SaaS companies book 20+ qualified demos a month. Worth a quick 15-min call?",

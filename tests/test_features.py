@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -10,14 +12,20 @@ from sklearn.utils import estimator_checks
 from app.fast import FastFeatures, FittedParts
 from app.features import BLOCKS, ContextTransformer, ItemPreparer, SignalTransformer, make_features, split_name
 from app.items import Item
-from app.text import prepare
+from app.text import SINGLE_WORD, prepare
 
 TEXTS = [
     "Congrats on the new role, well deserved!",
     "Hi, we help companies like yours. 15 minutes? calendly.com/x/15min",
     "Earn $500 per day from home, pay the fee and message me on Telegram",
     "ok 👍",
+    "您好，我们公司提供免费试用 demo，加个微信聊聊?",
+    "안녕하세요! 무료 데모 가능합니다",
 ]
+
+
+# The words a reader sees: runs between spaces, each Chinese, Japanese or Korean character a word of its own.
+READER_WORD = re.compile(f"[{SINGLE_WORD}]|[^\\s{SINGLE_WORD}]+")
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +57,18 @@ def test_word_contributions_add_up_to_the_word_and_character_contributions(fitte
     weights = np.random.default_rng(0).normal(size=(3, row.shape[1]))
     feats = fast.features([prepare(Item(text=text))])
     names = pipe.get_feature_names_out()
+    again = fast.features([prepare(Item(text=text))])  # its words now come from the character n-gram memory
+    norm = prepare(Item(text=text)).norm
+    starts = [m.start() for m in READER_WORD.finditer(norm)]
+    assert feats.word_starts.tolist() == starts
     for k in range(3):
         per_word = fast.word_contributions(feats, weights, np.array([k]))
         expected = sum(
             v * weights[k, j] for j, v in zip(row.indices, row.data, strict=True) if split_name(names[j])[0] in ("word", "char")
         )
-        assert len(per_word) == len(prepare(Item(text=text)).norm.split())  # one value per word the model reads
+        assert len(per_word) == len(starts)  # one value per word a reader sees
         assert per_word.sum() == pytest.approx(expected, abs=1e-9)
+        assert fast.word_contributions(again, weights, np.array([k])).tolist() == per_word.tolist()
 
 
 @pytest.mark.parametrize("estimator", [ItemPreparer(), SignalTransformer(), ContextTransformer()], ids=lambda e: type(e).__name__)

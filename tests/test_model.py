@@ -24,7 +24,9 @@ from app.artifact import (
     sha256_file,
 )
 from app.items import Item
-from app.model import LABELS, Thresholds, softmax
+from app.model import LABELS, Thresholds, is_content, softmax, whole_korean_words
+from app.signals import text_signal_values
+from app.text import prepare
 from app.train import train_model
 
 ITEMS = [
@@ -65,6 +67,50 @@ def test_reasons_support_the_verdict_point_at_text_and_read_as_words(tiny_model)
         for span in r.spans:
             assert item.text[span.start : span.end] == span.text
     assert verdict.summary.startswith("Looks like") and verdict.model_version == "tiny-test"
+
+
+@pytest.mark.parametrize(
+    ("word", "content"),
+    [
+        ("投资", True),
+        ("的", False),
+        ("您", True),
+        ("いた", False),
+        ("の", False),
+        ("営業", True),
+        ("가능합니다", True),
+        ("fee", True),
+        ("the", False),
+    ],
+)
+def test_reasons_skip_function_words_and_japanese_endings(word, content):
+    assert is_content(word) is content
+
+
+@pytest.mark.parametrize(("start", "end", "shown"), [(9, 10, "가능합니다"), (0, 2, "무료"), (3, 5, "데모"), (12, 14, "ok")])
+def test_a_korean_phrase_is_shown_as_whole_words(start, end, shown):
+    text = "무료 데모 가능합니다 ok"
+    assert text[slice(*whole_korean_words(text, start, end))] == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "李总您好，我是红杉资本的投资经理，关注贵司很久了，方便加个微信聊聊吗？",
+        "弊社のSaaSで御社の営業効率を30%改善できます。15分だけお時間いただけますか？",
+    ],
+)
+def test_reasons_for_text_without_spaces_quote_words_not_the_sentence(shipped_model, text):
+    verdict = shipped_model.verdicts([Item(text=text)])[0]
+    phrases = [r for r in verdict.reasons if r.feature.startswith("text:")]
+    assert all(len(span.text) <= 12 for r in phrases for span in r.spans)
+
+
+@pytest.mark.parametrize("text", ["hi", "Hello sir 👋", "Good morning"])
+def test_a_bare_greeting_is_read_as_one_signal_not_as_words(text):
+    prepared = prepare(Item(text=text))
+    assert prepared.norm == ""  # no word or character n-gram: "hi" says the same in every message
+    assert text_signal_values(prepared)["greeting_only"] == 1.0
 
 
 @pytest.mark.parametrize("value", ["x", None, -0.1, 1.5, True])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.items import Item
 from app.signals import text_signal_values
-from app.text import NAME_TOKEN, URL_TOKEN, prepare
+from app.text import NAME_TOKEN, URL_TOKEN, only_greets, prepare
 
 
 def test_markup_and_entities_are_decoded_and_links_keep_their_domain():
@@ -46,6 +46,26 @@ def test_offsets_map_every_normalised_character_back_into_the_received_text(text
     assert all(0 <= a < b <= len(text) for a, b in zip(p.starts, p.ends, strict=True))
     assert [p.start_of(i) for i in range(len(p.norm))] == list(p.starts)
     assert [p.end_of(i) for i in range(len(p.norm))] == list(p.ends)
+
+
+@pytest.mark.parametrize(
+    ("text", "greets_only"),
+    [
+        ("hi", True),
+        ("Hello sir 👋", True),
+        ("Привет!", True),
+        ("Good morning 🌞", True),
+        ("你好", True),
+        ("hello dear", False),
+        ("hi, how are you?", False),
+        ("hi how are you", False),
+        ("ok", False),
+        ("", False),
+        ("hi " * 30, False),
+    ],
+)
+def test_a_bare_greeting_is_told_from_a_text_that_says_something(text, greets_only):
+    assert only_greets(text) is greets_only
 
 
 def test_fancy_letters_fold_to_plain_ones():
