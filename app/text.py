@@ -255,23 +255,25 @@ def _fold_name(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _greeting_words() -> frozenset[str]:
+def _greeting_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(greetings, words that only keep a greeting company), from app/rules/greetings.toml."""
     import tomllib
     from pathlib import Path
 
-    path = Path(__file__).with_name("rules") / "greetings.toml"
-    return frozenset(tomllib.loads(path.read_text(encoding="utf-8"))["words"])
+    rules = tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
+    return frozenset(rules["greetings"]), frozenset(rules["with_greeting"])
 
 
 _WORDISH = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
 def only_greets(text: str) -> bool:
-    """The text holds greeting words and nothing else but punctuation and emoji ("hi", "Hello sir 👋")."""
+    """The text greets and says nothing else but punctuation and emoji ("hi", "Hello sir 👋")."""
     if len(text) > 60:
         return False
+    greetings, company = _greeting_words()
     words = _WORDISH.findall(text.casefold())
-    return bool(words) and all(w in _greeting_words() for w in words)
+    return any(w in greetings for w in words) and all(w in greetings or w in company for w in words)
 
 
 def greets_someone_else(item: Item) -> bool:

@@ -27,7 +27,7 @@ from app.features import BLOCKS, FEATURES_VERSION, make_features
 from app.metrics import classification_report, headline
 from app.model import LABELS, Thresholds, TriageModel, decide, softmax
 from app.signals import registry
-from app.text import greets_someone_else
+from app.text import greets_someone_else, only_greets
 from app.workers import parallel_map
 
 # The shipped configuration; `triage compare` records the alternatives it beat.
@@ -75,6 +75,15 @@ def has_text_only_copy(ex: Example) -> bool:
     return ex.item != ex.item.text_only() and not greets_someone_else(ex.item)
 
 
+def text_only_label(ex: Example) -> str:
+    """The label of an example's text-only copy: its own, except for a bare greeting.
+
+    "hi" alone shows no scheme and no sale, and LABELS.md calls such a short turn genuine; its
+    thread's label (a scam's opener is spam) stays on the row read with the conversation.
+    """
+    return "genuine" if only_greets(ex.item.text) else ex.label
+
+
 def training_rows(
     examples: Sequence[Example], params: dict[str, Any], extra: Sequence[Example] = ()
 ) -> tuple[list, list, np.ndarray]:
@@ -92,7 +101,7 @@ def training_rows_with_origin(
     if p["text_only_copies"]:
         rows += [ex for ex in examples if has_text_only_copy(ex)]
     items = [ex.item for ex in examples] + [ex.item.text_only() for ex in rows[len(examples) :]] + [ex.item for ex in extra]
-    labels = [ex.label for ex in rows] + [ex.label for ex in extra]
+    labels = [ex.label for ex in examples] + [text_only_label(ex) for ex in rows[len(examples) :]] + [ex.label for ex in extra]
     is_user = np.array([ex.hand == USER_HAND for ex in rows] + [False] * len(extra), dtype=bool)
     weights = np.where(is_user, float(p["user_weight"]), 1.0)
     weights[len(rows) :] = float(p["first_contact_weight"])

@@ -23,11 +23,12 @@ from app.artifact import (
     save_model,
     sha256_file,
 )
+from app.corpus import Example
 from app.items import Item
 from app.model import LABELS, Thresholds, is_content, softmax, whole_korean_words
 from app.signals import text_signal_values
 from app.text import prepare
-from app.train import train_model
+from app.train import text_only_label, train_model
 
 ITEMS = [
     Item(text="Congrats on the new role, well deserved!"),
@@ -111,6 +112,20 @@ def test_a_bare_greeting_is_read_as_one_signal_not_as_words(text):
     prepared = prepare(Item(text=text))
     assert prepared.norm == ""  # no word or character n-gram: "hi" says the same in every message
     assert text_signal_values(prepared)["greeting_only"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "copy_label"),
+    [
+        ("hi", "spam", "genuine"),
+        ("Hello sir", "spam", "genuine"),
+        ("hi dear", "spam", "spam"),
+        ("Ji sir", "sales_pitch", "sales_pitch"),
+    ],
+)
+def test_the_text_only_copy_of_a_bare_greeting_is_genuine(text, label, copy_label):
+    example = Example(Item(text=text, owner_messages_before=1), label, "inbox-1", "h01", "scammer")
+    assert text_only_label(example) == copy_label  # the row read with its thread keeps `label`
 
 
 @pytest.mark.parametrize("value", ["x", None, -0.1, 1.5, True])
