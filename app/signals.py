@@ -272,7 +272,7 @@ def _long(p: Prepared) -> float:
 
 
 def _greeting_only(p: Prepared) -> float:
-    return float(only_greets(p.item.text))
+    return float(not p.norm and only_greets(p.item.text))  # prepare() leaves a bare greeting no text
 
 
 PATTERNS: dict[str, Callable[[Prepared], float]] = {

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import html
 import re
+import tomllib
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from pathlib import Path
 
 from app.items import Item
 
@@ -257,9 +259,6 @@ def _fold_name(name: str) -> str:
 @lru_cache(maxsize=1)
 def _greeting_words() -> tuple[frozenset[str], frozenset[str]]:
     """(greetings, words that only keep a greeting company), from app/rules/greetings.toml."""
-    import tomllib
-    from pathlib import Path
-
     rules = tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
     return frozenset(rules["greetings"]), frozenset(rules["with_greeting"])
 
