@@ -4,7 +4,9 @@ What a candidate must show to replace the current model:
 
 * **With user rows the current model never trained on** (at least MIN_JUDGED_ROWS of them),
   those rows judge first: the candidate's cross-validated macro-F1 on them must be higher
-  than the current model's, and its genuine-as-spam rate there must not rise.
+  than the current model's in at least MIN_CHANCE_BETTER of paired bootstrap resamples of them
+  (a gain that a different draw of the same rows would undo is noise, not learning), and its
+  genuine-as-spam rate there must not rise.
 * **The frozen test inboxes** guard against collapse: macro-F1 there may fall by at most
   `guard_tolerance(n)`, which grows with the number of user rows n (0.5 points with none,
   up to 10 points with 500 or more: the user's own data then outweighs simulated inboxes),
@@ -27,6 +29,7 @@ from app import artifact
 from app.model import TriageModel
 
 MIN_JUDGED_ROWS = 20
+MIN_CHANCE_BETTER = 0.9  # share of paired bootstrap resamples of the user's rows the candidate must win
 BASE_TOLERANCE = 0.005  # macro-F1 points a retrain without user rows may lose on the test inboxes
 USER_TOLERANCE = (0.03, 0.07, 500)  # with n user rows: 0.03 + 0.07 * min(1, n / 500)
 USER_GENUINE_AS_SPAM_SLACK = 0.01
@@ -51,21 +54,30 @@ class Decision:
     reason: str
 
 
-def judge(test: dict[str, dict[str, Any]], user: dict[str, dict[str, Any]] | None, n_user: int) -> Decision:
-    """Apply the gate to {'current', 'candidate'} summaries on the test inboxes and the user rows."""
+def judge(test: dict[str, dict[str, Any]], user: dict[str, Any] | None, n_user: int) -> Decision:
+    """Apply the gate to {'current', 'candidate'} summaries on the test inboxes and the user rows (whose pair
+    may carry `chance_better`, the share of paired resamples the candidate wins)."""
     reasons = []
     judged = user is not None and user["candidate"]["n"] >= MIN_JUDGED_ROWS
     if user is not None and judged:
         cur, cand = user["current"], user["candidate"]
         if cand["macro_f1"] <= cur["macro_f1"]:
             return Decision(False, f"not better on your rows: macro-F1 {cur['macro_f1']:.4f} -> {cand['macro_f1']:.4f}")
+        chance = user.get("chance_better")
+        if chance is not None and chance < MIN_CHANCE_BETTER:
+            return Decision(
+                False,
+                f"not reliably better on your rows: macro-F1 {cur['macro_f1']:.4f} -> {cand['macro_f1']:.4f}, but the "
+                f"candidate wins only {chance:.0%} of resamples of them (needs {MIN_CHANCE_BETTER:.0%})",
+            )
         if cand["genuine_as_spam_rate"] > cur["genuine_as_spam_rate"]:
             return Decision(
                 False,
                 f"genuine filed as spam rises on your rows: {cur['genuine_as_spam_rate']:.2%} -> "
                 f"{cand['genuine_as_spam_rate']:.2%}",
             )
-        reasons.append(f"your rows macro-F1 {cur['macro_f1']:.4f} -> {cand['macro_f1']:.4f}")
+        won = f", won {chance:.0%} of resamples" if chance is not None else ""
+        reasons.append(f"your rows macro-F1 {cur['macro_f1']:.4f} -> {cand['macro_f1']:.4f}{won}")
     elif user is not None:
         reasons.append(f"only {user['candidate']['n']} new row(s) of yours (< {MIN_JUDGED_ROWS}): the test inboxes decide")
     tolerance = guard_tolerance(n_user)
@@ -95,6 +107,8 @@ def format_comparison(comparison: dict[str, dict[str, Any]]) -> str:
             fmt = "{:>12.2%}" if key == "genuine_as_spam_rate" else "{:>12.4f}"
             cells = [fmt.format(d[key]) if key in d else f"{'-':>12}" for d in (cur, cand)]
             lines.append(f"  {name:<32}" + "".join(cells))
+        if "chance_better" in pair:
+            lines.append(f"  {'candidate wins, of resamples':<32}{'':>12}{pair['chance_better']:>12.0%}")
     return "\n".join(lines)
 
 

@@ -116,3 +116,38 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     return {k: report[k] for k in HEADLINE_KEYS if k in report} | {
         "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}
     }
+
+
+def macro_f1_of_counts(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Macro-F1 of `pred` against `y` under each row of `weights` (resamples x rows: how often each row is drawn)."""
+    f1 = np.zeros(weights.shape[0])
+    for k in range(len(LABELS)):
+        tp = weights @ ((y == k) & (pred == k))
+        fp = weights @ ((y != k) & (pred == k))
+        fn = weights @ ((y == k) & (pred != k))
+        denom = 2 * tp + fp + fn
+        f1 += np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
+    return f1 / len(LABELS)
+
+
+def chance_better(
+    y: np.ndarray,
+    current: np.ndarray,
+    candidate: np.ndarray,
+    groups: Sequence[str],
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> float:
+    """Share of paired bootstrap resamples in which the candidate's macro-F1 beats the current model's.
+
+    Whole groups (a conversation, an inbox) are drawn together, since rows of one thread rise and
+    fall together; both models are judged on the same draw, so only their difference varies.
+    """
+    codes, group_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(codes), size=(n_resamples, len(codes)))
+    per_group = np.zeros((n_resamples, len(codes)))
+    np.add.at(per_group, (np.repeat(np.arange(n_resamples), len(codes)), drawn.ravel()), 1.0)
+    weights = per_group[:, group_of]
+    gain = macro_f1_of_counts(y, candidate, weights) - macro_f1_of_counts(y, current, weights)
+    return float(np.mean(gain > 1e-12))

@@ -32,8 +32,8 @@ from app.corpus import Example, inboxes_dir, load_inboxes, rendered_inboxes
 from app.gate import format_comparison, judge, promote_or_keep, summary
 from app.inbox import detect_format, read_jsonl, read_plain_csv
 from app.items import ITEM_FIELDS, Item
-from app.metrics import classification_report, headline
-from app.model import LABELS, TriageModel
+from app.metrics import chance_better, classification_report, headline
+from app.model import LABELS, TriageModel, decide
 from app.text import prepare
 from app.train import DEFAULT_PARAMS, USER_HAND, evaluate_examples, fit_pipeline, fold_temperature, load_training_examples
 from app.userfit import UserFit, choose_user_weight
@@ -337,7 +337,7 @@ def retrain(
             "candidate": summary(candidate_test),
         }
     unseen = unseen_by(current.manifest, user)
-    user_pair = None
+    user_pair: dict[str, Any] | None = None
     candidate_user: dict[str, Any] = {}
     if fit.oof and len(unseen):
         y = np.array([LABELS.index(user[i].label) for i in unseen])
@@ -346,6 +346,12 @@ def retrain(
         user_pair = {
             "current": summary(classification_report(current_proba, y, current.thresholds)),
             "candidate": summary(candidate_user),
+            "chance_better": chance_better(
+                y,
+                decide(current_proba, current.thresholds)[0],
+                decide(fit.chosen_oof[unseen], current.thresholds)[0],
+                [user[i].inbox for i in unseen],
+            ),
         }
         comparison["your new rows (candidate cross-validated)"] = user_pair
     report.comparison = comparison

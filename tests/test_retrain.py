@@ -11,12 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.artifact import current_version, list_versions, load_model, promote, read_history, rollback, save_model, version_status
 from app.batch import score_file
 from app.corpus import read_labelled_export
-from app.gate import Decision, guard_tolerance, judge
+from app.gate import MIN_CHANCE_BETTER, Decision, guard_tolerance, judge
+from app.metrics import chance_better
 from app.retrain import RetrainError, retrain
 from app.scoring import Scorer
 from app.simulated import load_source, write_export
@@ -174,6 +176,42 @@ def test_the_gate_judges_the_users_rows_first_and_guards_with_the_test_inboxes(u
         }
 
     assert judge(pair(test), pair(user) if user else None, n).passed is passed
+
+
+@pytest.mark.parametrize(("chance", "passed"), [(0.97, True), (0.9, True), (0.6, False), (None, True)])
+def test_a_gain_on_the_users_rows_must_survive_resampling_them(chance, passed):
+    user = {
+        "current": {"macro_f1": 0.80, "genuine_as_spam_rate": 0.02, "n": 216},
+        "candidate": {"macro_f1": 0.81, "genuine_as_spam_rate": 0.02, "n": 216},
+    } | ({"chance_better": chance} if chance is not None else {})
+    test = {k: {"macro_f1": 0.95, "genuine_as_spam_rate": 0.004, "n": 300} for k in ("current", "candidate")}
+
+    decision = judge(test, user, 216)
+
+    assert decision.passed is passed
+    assert ("resamples" in decision.reason) is (chance is not None)
+
+
+def _labels_with_errors(n: int, wrong: slice) -> tuple[np.ndarray, np.ndarray]:
+    y = np.arange(n) % 3
+    pred = y.copy()
+    pred[wrong] = (y[wrong] + 1) % 3
+    return y, pred
+
+
+def test_the_paired_bootstrap_tells_a_real_gain_from_noise():
+    y, current = _labels_with_errors(240, slice(0, 48))
+    groups = [f"conversation-{i // 2}" for i in range(240)]
+    fixes_half = current.copy()
+    fixes_half[:24] = y[:24]
+    one_for_one = current.copy()
+    one_for_one[:2] = y[:2]  # two fixed...
+    one_for_one[100] = (y[100] + 1) % 3  # ...one broken
+
+    assert chance_better(y, current, current, groups) == 0.0
+    assert chance_better(y, current, fixes_half, groups) == 1.0
+    assert 0.3 < chance_better(y, current, one_for_one, groups) < MIN_CHANCE_BETTER
+    assert chance_better(y, current, one_for_one, groups) == chance_better(y, current, one_for_one, groups)  # seeded
 
 
 def test_the_test_guard_loosens_with_more_user_rows():
