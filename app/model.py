@@ -156,12 +156,17 @@ def is_content(word: str) -> bool:
     return bool(core) and any(ch.isalnum() for ch in core) and core not in stopwords() and core != NAME_TOKEN
 
 
-def summarise(label: str, confidence: float, review: bool, reasons: Sequence[Reason]) -> str:
+NO_READABLE_EVIDENCE = "no phrase or signal in it is evidence by itself; the score rests on how it is written as a whole"
+
+
+def summarise(label: str, confidence: float, review: bool, reasons: Sequence[Reason], explained: bool = True) -> str:
+    """One sentence: the verdict, its confidence, review, and the top reasons (`explained`: reasons were sought)."""
     head = f"Looks like {LABEL_TEXT[label]} ({confidence:.0%})"
     if review:
         head += ", but not sure enough: please review"
     if not reasons:
-        return head + "."
+        # "hi how are you": every word is a function word, so only letters and length speak; say so
+        return f"{head}: {NO_READABLE_EVIDENCE}." if explained else head + "."
     return f"{head}: {'; '.join(r.description for r in reasons[:3])}."
 
 
@@ -342,7 +347,7 @@ class TriageModel:
                     scores=dict(zip(LABELS, rows[i], strict=True)),
                     needs_review=review_list[i],
                     reasons=reasons,
-                    summary=summarise(label, confidence, review_list[i], reasons),
+                    summary=summarise(label, confidence, review_list[i], reasons, n_reasons > 0),
                     model_version=self.version,
                 )
             )

@@ -147,7 +147,7 @@ class Registry:
 def words(text: str) -> list[str]:
     """Lower-case words with apostrophes dropped ("I'm" -> "im"), as lexicon phrases are matched; in
     Chinese, Japanese and Korean every character is a word ("副業です" -> 副, 業, で, す)."""
-    text = drop_apostrophes(text.lower())
+    text = drop_apostrophes(text.lower().replace("i\u0307", "i"))  # Turkish İ, as app.text._fold reads it
     return _token_pattern(text).findall(text)
 
 

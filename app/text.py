@@ -80,13 +80,6 @@ MERGE_TOKEN = re.compile(
     r"|\[(?:insert|your|company|first|name|prospect|recipient)[^\[\]]{0,30}\]",
     re.IGNORECASE,
 )
-_GREETING_NAME = re.compile(
-    r"\W{0,3}(?:hi+|hello|hey|dear|hola|bonjour|salut|hallo|servus|moin|ciao|ol[aá]|oi|merhaba|"
-    r"good (?:morning|afternoon|evening|day)|greetings|respected|namaste|salam|assalamu alaikum)[ ,!]{0,3}"
-    r"(?:(?:mr|mrs|ms|miss|dr|sir|madam|prof|sr|sra)\.? {1,3})?"
-    r"(?P<name>[A-ZÀ-Ý][\w'’-]{1,30})",
-    re.IGNORECASE,
-)
 _SIGNOFF_NAME = re.compile(
     r"(?:regards|thanks|thank you|best|cheers|sincerely|warmly|saludos|cordialement|gr[üu]ße|"
     r"abra[çc]os|atenciosamente|cordiali saluti|un saluto)[ ,!.]{0,3}\n{1,3} {0,5}"
@@ -263,6 +256,19 @@ def _greeting_words() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(rules["greetings"]), frozenset(rules["with_greeting"])
 
 
+@lru_cache(maxsize=1)
+def _greeting_name() -> re.Pattern[str]:
+    """A greeting or form of address from greetings.toml, then a capitalised first name (group `name`)."""
+    rules = tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
+    openers = sorted({*rules["greetings"], *rules["name_openers"]}, key=len, reverse=True)
+    return re.compile(
+        r"\W{0,3}(?:" + "|".join(re.escape(w).replace(r"\ ", " ") for w in openers) + r")(?<=\w)(?!\w)[ ,!]{0,3}"
+        r"(?:(?:mr|mrs|ms|miss|dr|sir|madam|prof|sr|sra)\.? {1,3})?"
+        r"(?P<name>[A-ZÀ-Ý][\w'’-]{1,30})",
+        re.IGNORECASE,
+    )
+
+
 _WORDISH = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
@@ -283,7 +289,7 @@ def greets_someone_else(item: Item) -> bool:
     """
     if not item.recipient_name:
         return False
-    m = _GREETING_NAME.match(item.text)
+    m = _greeting_name().match(item.text)
     if not m or m.group("name").lower() in _NOT_NAMES or not m.group("name")[0].isupper():
         return False
     mine = {_fold_name(part.strip(".")) for part in item.recipient_name.replace(",", " ").split()}
@@ -295,7 +301,7 @@ def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
     names = _known_names(item)
     if names:
         spans += [(m.start(), m.end()) for m in _names_pattern(names).finditer(text)]
-    m = _GREETING_NAME.match(text)
+    m = _greeting_name().match(text)
     if m and m.group("name").lower() not in _NOT_NAMES and m.group("name")[0].isupper():
         spans.append((m.start("name"), m.end("name")))
     tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: look only there
@@ -309,7 +315,8 @@ def _fold(chunk: str) -> str:
     """Lower-case, and fold compatibility forms (bold or full-width letters scammers use) to plain ones."""
     if chunk.isascii():
         return chunk.lower()
-    return unicodedata.normalize("NFKC", chunk).lower()
+    # Turkish capital İ lower-cases to i + a combining dot: "İş" must read as the word "iş"
+    return unicodedata.normalize("NFKC", chunk).lower().replace("i\u0307", "i")
 
 
 def prepare(item: Item, with_offsets: bool = False) -> Prepared:

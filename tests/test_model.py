@@ -25,7 +25,7 @@ from app.artifact import (
 )
 from app.corpus import Example
 from app.items import Item
-from app.model import LABELS, Thresholds, is_content, softmax, whole_korean_words
+from app.model import LABELS, NO_READABLE_EVIDENCE, Thresholds, is_content, softmax, whole_korean_words
 from app.signals import text_signal_values
 from app.text import prepare
 from app.train import text_only_label, train_model
@@ -68,6 +68,17 @@ def test_reasons_support_the_verdict_point_at_text_and_read_as_words(tiny_model)
         for span in r.spans:
             assert item.text[span.start : span.end] == span.text
     assert verdict.summary.startswith("Looks like") and verdict.model_version == "tiny-test"
+
+
+def test_a_verdict_with_no_readable_evidence_says_so_instead_of_nothing(tiny_model):
+    item = Item(text="how are you?", kind="message")  # function words only: no phrase a reader could check
+
+    explained, plain = tiny_model.verdicts([item])[0], tiny_model.verdicts([item], n_reasons=0)[0]
+
+    assert explained.reasons == () and NO_READABLE_EVIDENCE in explained.summary
+    assert NO_READABLE_EVIDENCE not in plain.summary and plain.verdict == explained.verdict  # not asked, not claimed
+    reasoned = tiny_model.verdicts([ITEMS[2]])[0]
+    assert reasoned.reasons and NO_READABLE_EVIDENCE not in reasoned.summary
 
 
 @pytest.mark.parametrize(
