@@ -118,16 +118,20 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def macro_f1_of_counts(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Macro-F1 of `pred` against `y` under each row of `weights` (resamples x rows: how often each row is drawn)."""
-    f1 = np.zeros(weights.shape[0])
+def _confusion_by_group(y: np.ndarray, pred: np.ndarray, group_of: np.ndarray, n_groups: int) -> np.ndarray:
+    """(groups, 3 classes x [tp, fp, fn]) counts of each group's rows."""
+    out = np.zeros((n_groups, len(LABELS) * 3))
     for k in range(len(LABELS)):
-        tp = weights @ ((y == k) & (pred == k))
-        fp = weights @ ((y != k) & (pred == k))
-        fn = weights @ ((y == k) & (pred != k))
-        denom = 2 * tp + fp + fn
-        f1 += np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
-    return f1 / len(LABELS)
+        for j, hit in enumerate(((y == k) & (pred == k), (y != k) & (pred == k), (y == k) & (pred != k))):
+            np.add.at(out[:, 3 * k + j], group_of, hit.astype(float))
+    return out
+
+
+def _macro_f1_of(counts: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each row of (resamples, 3 classes x [tp, fp, fn]) counts."""
+    tp, fp, fn = counts[:, 0::3], counts[:, 1::3], counts[:, 2::3]
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0).mean(axis=1)
 
 
 def chance_better(
@@ -142,12 +146,19 @@ def chance_better(
 
     Whole groups (a conversation, an inbox) are drawn together, since rows of one thread rise and
     fall together; both models are judged on the same draw, so only their difference varies.
+    Resamples are drawn in blocks, so memory stays at a block times the number of groups.
     """
-    codes, group_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    _, group_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    n_groups = int(group_of.max()) + 1 if len(group_of) else 0
+    if n_groups == 0:
+        return 0.0
+    per_model = [_confusion_by_group(y, pred, group_of, n_groups) for pred in (current, candidate)]
     rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(codes), size=(n_resamples, len(codes)))
-    per_group = np.zeros((n_resamples, len(codes)))
-    np.add.at(per_group, (np.repeat(np.arange(n_resamples), len(codes)), drawn.ravel()), 1.0)
-    weights = per_group[:, group_of]
-    gain = macro_f1_of_counts(y, candidate, weights) - macro_f1_of_counts(y, current, weights)
-    return float(np.mean(gain > 1e-12))
+    wins = 0
+    for start in range(0, n_resamples, 250):
+        block = min(250, n_resamples - start)
+        times_drawn = np.zeros((block, n_groups))
+        np.add.at(times_drawn, (np.repeat(np.arange(block), n_groups), rng.integers(0, n_groups, block * n_groups)), 1.0)
+        gain = _macro_f1_of(times_drawn @ per_model[1]) - _macro_f1_of(times_drawn @ per_model[0])
+        wins += int(np.sum(gain > 1e-12))
+    return wins / n_resamples
