@@ -250,16 +250,22 @@ def _fold_name(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _greeting_rules() -> dict[str, list[str]]:
+    """app/rules/greetings.toml: `greetings`, `with_greeting` and `name_openers`."""
+    return tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
 def _greeting_words() -> tuple[frozenset[str], frozenset[str]]:
-    """(greetings, words that only keep a greeting company), from app/rules/greetings.toml."""
-    rules = tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
+    """(greetings, words that only keep a greeting company)."""
+    rules = _greeting_rules()
     return frozenset(rules["greetings"]), frozenset(rules["with_greeting"])
 
 
 @lru_cache(maxsize=1)
 def _greeting_name() -> re.Pattern[str]:
     """A greeting or form of address from greetings.toml, then a capitalised first name (group `name`)."""
-    rules = tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
+    rules = _greeting_rules()
     openers = sorted({*rules["greetings"], *rules["name_openers"]}, key=len, reverse=True)
     return re.compile(
         r"\W{0,3}(?:" + "|".join(re.escape(w).replace(r"\ ", " ") for w in openers) + r")(?<=\w)(?!\w)[ ,!]{0,3}"
