@@ -23,7 +23,7 @@ import numpy as np
 
 from app import kernels
 from app.codes import CLASSES, packed_codes, text_codes
-from app.text import MERGE_TOKEN, SINGLE_WORD, WORD_MARKS, Prepared, only_greets
+from app.text import MERGE_TOKEN, SINGLE_WORD, WORD_MARKS, Prepared, lower, only_greets
 
 RULES_DIR = Path(__file__).with_name("rules")
 KINDS = ("lexicon", "pattern", "combination", "context")
@@ -147,7 +147,7 @@ class Registry:
 def words(text: str) -> list[str]:
     """Lower-case words with apostrophes dropped ("I'm" -> "im"), as lexicon phrases are matched; in
     Chinese, Japanese and Korean every character is a word ("副業です" -> 副, 業, で, す)."""
-    text = drop_apostrophes(text.lower().replace("i\u0307", "i"))  # Turkish İ, as app.text._fold reads it
+    text = drop_apostrophes(lower(text))
     return _token_pattern(text).findall(text)
 
 

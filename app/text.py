@@ -317,12 +317,18 @@ def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
     return spans
 
 
+def lower(text: str) -> str:
+    """Lower case as the model and the lexicons read it: Turkish capital İ lower-cases to i plus a
+    combining dot, and "İş" must read as the word "iş"."""
+    low = text.lower()
+    return low.replace("i\u0307", "i") if "\u0307" in low else low
+
+
 def _fold(chunk: str) -> str:
     """Lower-case, and fold compatibility forms (bold or full-width letters scammers use) to plain ones."""
     if chunk.isascii():
         return chunk.lower()
-    # Turkish capital İ lower-cases to i + a combining dot: "İş" must read as the word "iş"
-    return unicodedata.normalize("NFKC", chunk).lower().replace("i\u0307", "i")
+    return lower(unicodedata.normalize("NFKC", chunk))
 
 
 def prepare(item: Item, with_offsets: bool = False) -> Prepared:
