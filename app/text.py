@@ -88,7 +88,7 @@ _SIGNOFF_NAME = re.compile(
 )
 _NOT_NAMES = frozenset(
     "team there all everyone sir madam maam friend friends dear and the linkedin hope thanks just i we my good how is are "
-    "hiring hr recruiter manager".split()
+    "hiring hr recruiter manager beautiful handsome pretty gorgeous sweetheart sweetie darling love".split()
 )
 
 
@@ -259,7 +259,7 @@ def _greeting_rules() -> dict[str, list[str]]:
 def _greeting_words() -> tuple[frozenset[str], frozenset[str]]:
     """(greetings, words that only keep a greeting company)."""
     rules = _greeting_rules()
-    return frozenset(rules["greetings"]), frozenset(rules["with_greeting"])
+    return frozenset(rules["greetings"] + rules["asking_after"]), frozenset(rules["with_greeting"])
 
 
 @lru_cache(maxsize=1)
@@ -278,11 +278,22 @@ def _greeting_name() -> re.Pattern[str]:
 _WORDISH = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
+def _greeted_name(text: str) -> re.Match[str] | None:
+    """The greeting and the capitalised first name that opens the text ("Hi Marta, ..."), if any."""
+    m = _greeting_name().match(text)
+    if not m or m.group("name").lower() in _NOT_NAMES or not m.group("name")[0].isupper():
+        return None
+    return m
+
+
 def only_greets(text: str) -> bool:
-    """The text greets and says nothing else but punctuation and emoji ("hi", "Hello sir 👋")."""
+    """The text greets and says nothing else but a name, punctuation and emoji ("hi", "Hello sir 👋",
+    "Hi Priya, how are you?")."""
     if len(text) > 60:
         return False
     greetings, company = _greeting_words()
+    if m := _greeted_name(text):
+        text = text[: m.start("name")] + text[m.end("name") :]
     words = _WORDISH.findall(text.casefold())
     return any(w in greetings for w in words) and all(w in greetings or w in company for w in words)
 
@@ -295,8 +306,8 @@ def greets_someone_else(item: Item) -> bool:
     """
     if not item.recipient_name:
         return False
-    m = _greeting_name().match(item.text)
-    if not m or m.group("name").lower() in _NOT_NAMES or not m.group("name")[0].isupper():
+    m = _greeted_name(item.text)
+    if not m:
         return False
     mine = {_fold_name(part.strip(".")) for part in item.recipient_name.replace(",", " ").split()}
     return _fold_name(m.group("name")) not in mine
@@ -307,8 +318,7 @@ def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
     names = _known_names(item)
     if names:
         spans += [(m.start(), m.end()) for m in _names_pattern(names).finditer(text)]
-    m = _greeting_name().match(text)
-    if m and m.group("name").lower() not in _NOT_NAMES and m.group("name")[0].isupper():
+    if m := _greeted_name(text):
         spans.append((m.start("name"), m.end("name")))
     tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: look only there
     m = _SIGNOFF_NAME.search(text, tail) if "\n" in text[tail:] else None

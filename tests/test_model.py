@@ -118,7 +118,7 @@ def test_reasons_for_text_without_spaces_quote_words_not_the_sentence(shipped_mo
     assert all(len(span.text) <= 12 for r in phrases for span in r.spans)
 
 
-@pytest.mark.parametrize("text", ["hi", "Hello sir 👋", "Good morning"])
+@pytest.mark.parametrize("text", ["hi", "Hello sir 👋", "Good morning", "Hi Priya, how are you?"])
 def test_a_bare_greeting_is_read_as_one_signal_not_as_words(text):
     prepared = prepare(Item(text=text))
     assert prepared.norm == ""  # no word or character n-gram: "hi" says the same in every message

@@ -95,6 +95,14 @@ CONTEXT_EXAMPLES = {
         Item(text="Hi Marta, are we still on for dinner Friday?", recipient_name="Sofía Núñez"),
         Item(text="Hi Sofia, are we still on for dinner Friday?", recipient_name="Sofía Núñez"),
     ),
+    "greeting_from_stranger": (
+        Item(text="Hello, how are you?", is_connection=False, owner_messages_before=0),
+        Item(text="Hello, how are you?", is_connection=False, owner_messages_before=2),
+    ),
+    "greeting_from_contact": (
+        Item(text="Hi Priya, how are you?", is_connection=True, owner_messages_before=0),
+        Item(text="Hi Priya, can you send the deck?", is_connection=True, owner_messages_before=0),
+    ),
     "anonymous_sender": (Item(text="<p>Hi</p>", sender_name="LinkedIn Member"), Item(text="<p>Hi</p>", sender_name="Ana Ruiz")),
     "few_connections": (Item(text="hi", sender_connections=3), Item(text="hi", sender_connections=800)),
     "mutual_connections": (Item(text="hi", mutual_connections=12), Item(text="hi", mutual_connections=0)),
