@@ -86,10 +86,6 @@ _SIGNOFF_NAME = re.compile(
     r"(?P<name>[A-ZÀ-Ý][\w'’-]{1,30}(?:[ \t][A-ZÀ-Ý][\w'’-]{1,30})?) {0,5}$",
     re.IGNORECASE,
 )
-_NOT_NAMES = frozenset(
-    "team there all everyone sir madam maam friend friends dear and the linkedin hope thanks just i we my good how is are "
-    "hiring hr recruiter manager beautiful handsome pretty gorgeous sweetheart sweetie darling love".split()
-)
 
 
 def domain_of(url: str) -> str:
@@ -115,7 +111,7 @@ def _names_of(sender: str | None, recipient: str | None) -> tuple[str, ...]:
     for full in (sender, recipient):
         for part in (full or "").replace(",", " ").split():
             part = part.strip(".")
-            if len(part) >= 2 and part.lower() not in _NOT_NAMES:
+            if len(part) >= 2 and part.lower() not in _not_names():
                 names.add(part)
     return tuple(sorted(names, key=len, reverse=True))
 
@@ -251,8 +247,14 @@ def _fold_name(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def _greeting_rules() -> dict[str, list[str]]:
-    """app/rules/greetings.toml: `greetings`, `with_greeting` and `name_openers`."""
+    """app/rules/greetings.toml: `greetings`, `asking_after`, `with_greeting`, `name_openers`, `not_names`."""
     return tomllib.loads((Path(__file__).with_name("rules") / "greetings.toml").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _not_names() -> frozenset[str]:
+    """Capitalised words that follow a greeting or sign a message but are no one's name."""
+    return frozenset(_greeting_rules()["not_names"])
 
 
 @lru_cache(maxsize=1)
@@ -281,7 +283,7 @@ _WORDISH = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 def _greeted_name(text: str) -> re.Match[str] | None:
     """The greeting and the capitalised first name that opens the text ("Hi Marta, ..."), if any."""
     m = _greeting_name().match(text)
-    if not m or m.group("name").lower() in _NOT_NAMES or not m.group("name")[0].isupper():
+    if not m or m.group("name").lower() in _not_names() or not m.group("name")[0].isupper():
         return None
     return m
 
@@ -292,9 +294,11 @@ def only_greets(text: str) -> bool:
     if len(text) > 60:
         return False
     greetings, company = _greeting_words()
-    if m := _greeted_name(text):
-        text = text[: m.start("name")] + text[m.end("name") :]
     words = _WORDISH.findall(text.casefold())
+    if not any(w in greetings for w in words):
+        return False  # most texts end here, before the name pattern
+    if m := _greeted_name(text):
+        words = _WORDISH.findall((text[: m.start("name")] + text[m.end("name") :]).casefold())
     return any(w in greetings for w in words) and all(w in greetings or w in company for w in words)
 
 
@@ -322,7 +326,7 @@ def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
         spans.append((m.start("name"), m.end("name")))
     tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: look only there
     m = _SIGNOFF_NAME.search(text, tail) if "\n" in text[tail:] else None
-    if m and m.group("name").split()[0].lower() not in _NOT_NAMES:
+    if m and m.group("name").split()[0].lower() not in _not_names():
         spans.append((m.start("name"), m.end("name")))
     return spans
 

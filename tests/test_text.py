@@ -63,6 +63,8 @@ def test_offsets_map_every_normalised_character_back_into_the_received_text(text
         ("Hello sir, how have you been?", True),
         ("Hello dear, how are you doing today?", False),
         ("Hi Beautiful, how are you?", False),
+        ("Hi Honey, how are you?", False),
+        ("Good morning Sunshine", False),
         ("Hi Priya, can you send the deck?", False),
         ("How Much is it?", False),
         ("Ji sir", False),
