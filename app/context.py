@@ -14,7 +14,7 @@ import numpy as np
 
 from app.items import Item, is_anonymous
 from app.signals import registry
-from app.text import greets_someone_else, only_greets
+from app.text import greets_someone_else, says_nothing_alone
 
 _DAY = 24 * 60
 _YEAR = 365 * _DAY
@@ -24,13 +24,13 @@ def _is(value: Any, expected: Any) -> bool:
     return value is not None and value == expected
 
 
-def _greeting_from_stranger(it: Item) -> bool:
-    return _is(it.is_connection, False) and _is(it.owner_messages_before, 0) and only_greets(it.text)
+def _bare_turn_from_stranger(it: Item) -> bool:
+    return _is(it.is_connection, False) and _is(it.owner_messages_before, 0) and says_nothing_alone(it.text)
 
 
-def _greeting_from_contact(it: Item) -> bool:
+def _bare_turn_from_contact(it: Item) -> bool:
     known = _is(it.is_connection, True) or (it.owner_messages_before or 0) > 0
-    return known and only_greets(it.text)
+    return known and says_nothing_alone(it.text)
 
 
 CONTEXT_FUNCTIONS: dict[str, Callable[[Item], bool]] = {
@@ -48,8 +48,8 @@ CONTEXT_FUNCTIONS: dict[str, Callable[[Item], bool]] = {
     "just_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected < _DAY,
     "long_connected": lambda it: it.minutes_since_connected is not None and it.minutes_since_connected > _YEAR,
     "greets_someone_else": greets_someone_else,
-    "greeting_from_stranger": _greeting_from_stranger,
-    "greeting_from_contact": _greeting_from_contact,
+    "bare_turn_from_stranger": _bare_turn_from_stranger,
+    "bare_turn_from_contact": _bare_turn_from_contact,
     "anonymous_sender": lambda it: is_anonymous(it.sender_name),
     "few_connections": lambda it: it.sender_connections is not None and it.sender_connections < 50,
     "has_mutual_connections": lambda it: (it.mutual_connections or 0) > 0,

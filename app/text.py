@@ -302,6 +302,29 @@ def only_greets(text: str) -> bool:
     return any(w in greetings for w in words) and all(w in greetings or w in company for w in words)
 
 
+@lru_cache(maxsize=1)
+def _reply_rules() -> tuple[int, frozenset[str], frozenset[str]]:
+    """app/rules/short_replies.toml: (max length, words that reply, every word a bare reply may have)."""
+    rules = tomllib.loads((Path(__file__).with_name("rules") / "short_replies.toml").read_text(encoding="utf-8"))
+    replying = frozenset(rules["acknowledgements"] + rules["pings"])
+    greetings, company = _greeting_words()
+    return int(rules["max_length"]), replying, replying | frozenset(rules["company"]) | greetings | company
+
+
+def only_replies(text: str) -> bool:
+    """The text acknowledges or pings and says nothing else ("ok", "Noted, thanks sir 🙏", "are you there?")."""
+    max_length, replying, allowed = _reply_rules()
+    if len(text) > max_length:
+        return False
+    words = _WORDISH.findall(text.casefold())
+    return any(w in replying for w in words) and all(w in allowed for w in words)
+
+
+def says_nothing_alone(text: str) -> bool:
+    """A bare greeting or a bare reply: read without its conversation it shows no scheme and no sale."""
+    return only_greets(text) or only_replies(text)
+
+
 def greets_someone_else(item: Item) -> bool:
     """The text opens by greeting a first name that is not the recipient's ("Hi Marta, ..." to Sofia).
 

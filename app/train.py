@@ -27,7 +27,7 @@ from app.features import BLOCKS, FEATURES_VERSION, make_features
 from app.metrics import classification_report, headline
 from app.model import LABELS, Thresholds, TriageModel, decide, softmax
 from app.signals import registry
-from app.text import greets_someone_else, only_greets
+from app.text import greets_someone_else, says_nothing_alone
 from app.workers import parallel_map
 
 # The shipped configuration; `triage compare` records the alternatives it beat.
@@ -76,12 +76,13 @@ def has_text_only_copy(ex: Example) -> bool:
 
 
 def text_only_label(ex: Example) -> str:
-    """The label of an example's text-only copy: its own, except for a bare greeting.
+    """The label of an example's text-only copy: its own, except for a bare greeting or reply.
 
-    "hi" alone shows no scheme and no sale, and LABELS.md calls such a short turn genuine; its
-    thread's label (a scam's opener is spam) stays on the row read with the conversation.
+    "hi", "ok dear" or "are you there?" alone show no scheme and no sale, and LABELS.md calls such
+    a short turn genuine; its thread's label (a scam's "ok dear" is spam) stays on the row read
+    with the conversation.
     """
-    return "genuine" if only_greets(ex.item.text) else ex.label
+    return "genuine" if says_nothing_alone(ex.item.text) else ex.label
 
 
 def training_rows(

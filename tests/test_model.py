@@ -132,9 +132,13 @@ def test_a_bare_greeting_is_read_as_one_signal_not_as_words(text):
         ("Hello sir", "spam", "genuine"),
         ("hi dear", "spam", "spam"),
         ("Ji sir", "sales_pitch", "sales_pitch"),
+        ("ok dear", "spam", "genuine"),
+        ("Are you there?", "spam", "genuine"),
+        ("No worries!", "sales_pitch", "genuine"),
+        ("ok sir. minimum is only $1000", "spam", "spam"),
     ],
 )
-def test_the_text_only_copy_of_a_bare_greeting_is_genuine(text, label, copy_label):
+def test_the_text_only_copy_of_a_bare_greeting_or_reply_is_genuine(text, label, copy_label):
     example = Example(Item(text=text, owner_messages_before=1), label, "inbox-1", "h01", "scammer")
     assert text_only_label(example) == copy_label  # the row read with its thread keeps `label`
 

@@ -95,11 +95,11 @@ CONTEXT_EXAMPLES = {
         Item(text="Hi Marta, are we still on for dinner Friday?", recipient_name="Sofía Núñez"),
         Item(text="Hi Sofia, are we still on for dinner Friday?", recipient_name="Sofía Núñez"),
     ),
-    "greeting_from_stranger": (
-        Item(text="Hello, how are you?", is_connection=False, owner_messages_before=0),
+    "bare_turn_from_stranger": (
+        Item(text="are you there dear?", is_connection=False, owner_messages_before=0),
         Item(text="Hello, how are you?", is_connection=False, owner_messages_before=2),
     ),
-    "greeting_from_contact": (
+    "bare_turn_from_contact": (
         Item(text="Hi Priya, how are you?", is_connection=True, owner_messages_before=0),
         Item(text="Hi Priya, can you send the deck?", is_connection=True, owner_messages_before=0),
     ),

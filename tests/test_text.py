@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.items import Item
 from app.signals import text_signal_values
-from app.text import NAME_TOKEN, URL_TOKEN, only_greets, prepare
+from app.text import NAME_TOKEN, URL_TOKEN, only_greets, only_replies, prepare
 
 
 def test_markup_and_entities_are_decoded_and_links_keep_their_domain():
@@ -78,6 +78,30 @@ def test_offsets_map_every_normalised_character_back_into_the_received_text(text
 )
 def test_a_bare_greeting_is_told_from_a_text_that_says_something(text, greets_only):
     assert only_greets(text) is greets_only
+
+
+@pytest.mark.parametrize(
+    ("text", "replies_only"),
+    [
+        ("ok", True),
+        ("ok dear", True),
+        ("ok bro", True),
+        ("Noted, thanks sir 🙏", True),
+        ("Are you there?", True),
+        ("still there?", True),
+        ("No worries!", True),
+        ("Listo, gracias ✅", True),
+        ("hello dear", False),  # a greeting with an endearment opens a conversation: no reply
+        ("Sir??", False),  # a form of address alone acknowledges nothing
+        ("are you", False),
+        ("ok, send me your bank details", False),
+        ("ok sir. minimum is only $1000", False),
+        ("ok " * 20, False),
+        ("", False),
+    ],
+)
+def test_a_bare_reply_is_told_from_a_reply_that_says_something(text, replies_only):
+    assert only_replies(text) is replies_only
 
 
 def test_fancy_letters_fold_to_plain_ones():
