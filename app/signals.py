@@ -53,6 +53,7 @@ class Signal:
     none: tuple[str, ...] = ()
     emit: bool = True
     style: bool = False
+    negatable: bool = False
     fires: tuple[Any, ...] = ()
     quiet: tuple[Any, ...] = ()
 
@@ -109,6 +110,7 @@ class Registry:
     phrases: dict[str, tuple[str, ...]]  # phrase (space-joined words) -> signal names
     languages: tuple[str, ...]
     lexicon_sizes: dict[str, int] = field(default_factory=dict)
+    negations: frozenset[str] = frozenset()  # words that cancel a negatable signal's phrase after them
 
     def features(self, kind: Iterable[str]) -> list[Signal]:
         kinds = set(kind)
@@ -118,6 +120,11 @@ class Registry:
     def trie(self) -> PhraseTrie:
         """The lexicons compiled for the phrase scan."""
         return PhraseTrie.build(self.phrases)
+
+    @cached_property
+    def negatable(self) -> np.ndarray:
+        """Indices in `trie.signals` of the signals whose phrases a negation before them cancels."""
+        return np.array([i for i, name in enumerate(self.trie.signals) if self.signals[name].negatable], dtype=np.int64)
 
     @cached_property
     def text_plan(self) -> tuple[tuple[str, ...], dict[str, float], tuple[Signal, ...], tuple[Signal, ...]]:
@@ -205,7 +212,8 @@ def load_registry(rules_dir: Path = RULES_DIR) -> Registry:
     for s in signals.values():
         if s.kind == "lexicon" and not sizes[s.name]:
             raise ValueError(f"lexicon signal {s.name} has no phrases in any lexicon file")
-    return Registry(signals, {k: tuple(v) for k, v in index.items()}, tuple(languages), dict(sizes))
+    negations = frozenset(w.lower() for w in data.get("negations", []))
+    return Registry(signals, {k: tuple(v) for k, v in index.items()}, tuple(languages), dict(sizes), negations)
 
 
 @cache
@@ -288,6 +296,15 @@ PATTERNS: dict[str, Callable[[Prepared], float]] = {
 }
 
 
+_CLAUSE_END = re.compile(r"[.,;:!?\n]")
+
+
+def _negated(text: str, start: int, negations: frozenset[str]) -> bool:
+    """One of the three words before `start`, in its clause, negates ("there is no placement fee")."""
+    clause = _CLAUSE_END.split(text[max(0, start - 80) : start])[-1]
+    return any(w.strip("\"'()[]¿¡") in negations for w in clause.split()[-3:])
+
+
 @dataclass(frozen=True)
 class LexiconHits:
     """The lexicon phrases found in a chunk of texts: doc d's hits are doc_ptr[d]:doc_ptr[d + 1]."""
@@ -302,8 +319,22 @@ class LexiconHits:
 
     @classmethod
     def find(cls, texts: Sequence[str], reg: Registry | None = None) -> LexiconHits:
-        trie = (reg or registry()).trie
-        return cls(trie, *trie.hits(texts))
+        reg = reg or registry()
+        doc_ptr, signal, *where = reg.trie.hits(texts)
+        candidates = np.flatnonzero(np.isin(signal, reg.negatable))
+        if len(candidates):
+            docs = np.searchsorted(doc_ptr, candidates, side="right") - 1
+            dropped = [
+                i for i, d in zip(candidates.tolist(), docs.tolist(), strict=True)
+                if _negated(texts[d].lower(), int(where[2][i]), reg.negations)
+            ]  # fmt: skip
+            if dropped:
+                keep = np.ones(len(signal), dtype=bool)
+                keep[dropped] = False
+                doc = np.repeat(np.arange(len(doc_ptr) - 1), np.diff(doc_ptr))
+                doc_ptr = np.concatenate(([0], np.cumsum(np.bincount(doc[keep], minlength=len(doc_ptr) - 1))))
+                signal, where = signal[keep], [w[keep] for w in where]
+        return cls(reg.trie, doc_ptr, signal, *where)
 
     def of(self, d: int) -> list[tuple[str, int, int, int, int]]:
         """(signal, first word, last word + 1, start, end) of each of doc d's hits, in order."""

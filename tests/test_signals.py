@@ -65,6 +65,21 @@ def test_an_email_or_phone_alone_fires_no_spam_signal(text):
     assert all(values[name] == 0 for name in spammy)
 
 
+@pytest.mark.parametrize(
+    ("text", "fires"),
+    [
+        ("There is no placement fee charged to nurses", False),
+        ("We do not charge any registration fee", False),
+        ("Sin costo de inscripción, no registration fee", False),
+        ("Pay the placement fee of 5000 first", True),
+        ("no worries, the registration fee is $50 payable today", True),  # the negation is in another clause
+        ("No interview is needed. Pay the registration fee today", True),
+    ],
+)
+def test_a_negation_just_before_a_fee_phrase_cancels_it(text, fires):
+    assert (_value("fee_or_documents", text) > 0) is fires
+
+
 def test_a_dear_sir_greeting_is_not_a_romance_opener():
     assert _value("romance_friendship", "Dear Sir, kindly find my CV attached for the internship.") == 0
 
