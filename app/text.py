@@ -288,9 +288,31 @@ def _greeted_name(text: str) -> re.Match[str] | None:
     return m
 
 
+# A word every default invitation text has, in the case LinkedIn writes it: most texts skip the pattern.
+_DEFAULT_KEYS = (
+    "LinkedIn", "network", "red profesional", "rede profissional", "réseau", "Netzwerk", "rete professionale", "netwerk",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _linkedin_default() -> re.Pattern[str]:
+    """One of LinkedIn's default invitation texts, after an optional greeting and name, before an optional sign-off."""
+    rules = _greeting_rules()
+    openers = sorted({*rules["greetings"], *rules["name_openers"]}, key=len, reverse=True)
+    defaults = sorted(rules["linkedin_defaults"], key=len, reverse=True)
+    name = r"[A-ZÀ-Ý][\w'’.-]{0,30}(?: [A-ZÀ-Ý][\w'’.-]{0,30}){0,3}"  # a sign-off: capitalised words only
+    return re.compile(
+        r"\s{0,5}(?i:(?:" + "|".join(re.escape(w) for w in openers) + r")(?![\w'])[^\n.!?]{0,40}?[,!.]?\s{1,5})?"
+        r"(?i:" + "|".join(re.escape(d) for d in defaults) + r")[.!]?"
+        r"(?:\s{0,5}(?:[-–—~]\s{0,3})?" + name + r")?\s{0,5}"
+    )
+
+
 def only_greets(text: str) -> bool:
     """The text greets and says nothing else but a name, punctuation and emoji ("hi", "Hello sir 👋",
-    "Hi Priya, how are you?")."""
+    "Hi Priya, how are you?"), or is one of LinkedIn's default invitation texts."""
+    if len(text) <= 200 and any(k in text for k in _DEFAULT_KEYS) and _linkedin_default().fullmatch(text):
+        return True
     if len(text) > 60:
         return False
     greetings, company = _greeting_words()

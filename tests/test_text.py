@@ -74,6 +74,11 @@ def test_offsets_map_every_normalised_character_back_into_the_received_text(text
         ("ok", False),
         ("", False),
         ("hi " * 30, False),
+        ("I'd like to add you to my professional network on LinkedIn.", True),  # LinkedIn's default invitation
+        ("I'd like to add you to my professional network on LinkedIn.\n\n- Sam Lee", True),
+        ("Hi Priya, I'd like to join your LinkedIn network.", True),
+        ("Me gustaría añadirte a mi red profesional en LinkedIn.", True),
+        ("I'd like to add you to my professional network on LinkedIn. We help SaaS teams grow", False),
     ],
 )
 def test_a_bare_greeting_is_told_from_a_text_that_says_something(text, greets_only):
