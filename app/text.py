@@ -264,13 +264,17 @@ def _greeting_words() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(rules["greetings"] + rules["asking_after"]), frozenset(rules["with_greeting"])
 
 
+def _openers() -> list[str]:
+    """What may open a message before a name: every greeting and form of address, longest first."""
+    rules = _greeting_rules()
+    return sorted({*rules["greetings"], *rules["name_openers"]}, key=len, reverse=True)
+
+
 @lru_cache(maxsize=1)
 def _greeting_name() -> re.Pattern[str]:
     """A greeting or form of address from greetings.toml, then a capitalised first name (group `name`)."""
-    rules = _greeting_rules()
-    openers = sorted({*rules["greetings"], *rules["name_openers"]}, key=len, reverse=True)
     return re.compile(
-        r"\W{0,3}(?:" + "|".join(re.escape(w).replace(r"\ ", " ") for w in openers) + r")(?<=\w)(?!\w)[ ,!]{0,3}"
+        r"\W{0,3}(?:" + "|".join(re.escape(w).replace(r"\ ", " ") for w in _openers()) + r")(?<=\w)(?!\w)[ ,!]{0,3}"
         r"(?:(?:mr|mrs|ms|miss|dr|sir|madam|prof|sr|sra)\.? {1,3})?"
         r"(?P<name>[A-ZÀ-Ý][\w'’-]{1,30})",
         re.IGNORECASE,
@@ -297,12 +301,10 @@ _DEFAULT_KEYS = (
 @lru_cache(maxsize=1)
 def _linkedin_default() -> re.Pattern[str]:
     """One of LinkedIn's default invitation texts, after an optional greeting and name, before an optional sign-off."""
-    rules = _greeting_rules()
-    openers = sorted({*rules["greetings"], *rules["name_openers"]}, key=len, reverse=True)
-    defaults = sorted(rules["linkedin_defaults"], key=len, reverse=True)
+    defaults = sorted(_greeting_rules()["linkedin_defaults"], key=len, reverse=True)
     name = r"[A-ZÀ-Ý][\w'’.-]{0,30}(?: [A-ZÀ-Ý][\w'’.-]{0,30}){0,3}"  # a sign-off: capitalised words only
     return re.compile(
-        r"\s{0,5}(?i:(?:" + "|".join(re.escape(w) for w in openers) + r")(?![\w'])[^\n.!?]{0,40}?[,!.]?\s{1,5})?"
+        r"\s{0,5}(?i:(?:" + "|".join(re.escape(w) for w in _openers()) + r")(?![\w'])[^\n.!?]{0,40}?[,!.]?\s{1,5})?"
         r"(?i:" + "|".join(re.escape(d) for d in defaults) + r")[.!]?"
         r"(?:\s{0,5}(?:[-–—~]\s{0,3})?" + name + r")?\s{0,5}"
     )
