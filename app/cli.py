@@ -8,7 +8,7 @@ import sys
 import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,33 @@ if TYPE_CHECKING:
 
 def _settings() -> Settings:
     return Settings.from_env()
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """The --data folder, or the settings' data folder."""
+    return Path(args.data) if args.data else _settings().data_dir
+
+
+def _command(
+    subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose parsed arguments `main` hands to `func`."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _data_option(parser: argparse.ArgumentParser, what: str = "data folder") -> None:
+    parser.add_argument("--data", help=f"{what} (default: TRIAGE_DATA_DIR or data/)")
+
+
+def _model_option(parser: argparse.ArgumentParser, what: str = "model store") -> None:
+    parser.add_argument("--model", help=f"{what} (default: TRIAGE_MODEL_DIR or model/)")
+
+
+def _model_dir(args: argparse.Namespace) -> Path:
+    """The --model store, or the settings' model store."""
+    return Path(args.model) if args.model else _settings().model_dir
 
 
 def cmd_build_corpus(args: argparse.Namespace) -> int:
@@ -36,7 +63,7 @@ def cmd_build_corpus(args: argparse.Namespace) -> int:
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from app.corpus import build_inboxes, inboxes_dir
 
-    data_dir = Path(args.data) if args.data else _settings().data_dir
+    data_dir = _data_dir(args)
     counts = build_inboxes(data_dir)
     root = inboxes_dir(data_dir)
     print(
@@ -50,7 +77,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
     from app.corpus import inboxes_dir
     from app.inbox_stats import format_comparison, measure_exports
 
-    data_dir = Path(args.data) if args.data else _settings().data_dir
+    data_dir = _data_dir(args)
     for split in ("train", "test"):
         folders = sorted(p for p in (inboxes_dir(data_dir) / split).glob("*") if p.is_dir())
         if folders:
@@ -65,7 +92,7 @@ def cmd_relabel_tasks(args: argparse.Namespace) -> int:
     from app.relabel import make_tasks
     from app.simulated import iter_sources, load_source
 
-    data_dir = Path(args.data) if args.data else _settings().data_dir
+    data_dir = _data_dir(args)
     root = inboxes_dir(data_dir)
     paths = [p for p in iter_sources([root / "src"]) if not args.only or p.parent.name in args.only]
     sources = [load_source(p) for p in paths]
@@ -85,7 +112,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from app.simulated import iter_sources, load_source
 
     settings = _settings()
-    data_dir = Path(args.data) if args.data else settings.data_dir
+    data_dir = _data_dir(args)
     root = inboxes_dir(data_dir)
     authored = {}
     for path in iter_sources([root / "src"]):
@@ -117,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from app.train import train_and_save
 
     settings = _settings()
-    data_dir = Path(args.data) if args.data else settings.data_dir
+    data_dir = _data_dir(args)
     out_dir = Path(args.out) if args.out else settings.model_dir
     start = time.perf_counter()
     result = train_and_save(data_dir, out_dir, folds=args.folds, force=args.force)
@@ -146,8 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from app.scoring import Scorer
 
     settings = _settings()
-    model = load_model(Path(args.model) if args.model else settings.model_dir)
-    data_dir = Path(args.data) if args.data else settings.data_dir
+    model = load_model(_model_dir(args))
+    data_dir = _data_dir(args)
     reports = evaluate_test_inboxes(Scorer(model), rendered_inboxes(data_dir, "test"))
     for name in ("test_inboxes_text", "test_inboxes_export"):
         print(format_report(f"{model.version}: {name}", reports[name]))
@@ -177,7 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from app.items import Item
     from app.scoring import Scorer
 
-    model = load_model(Path(args.model) if args.model else _settings().model_dir)
+    model = load_model(_model_dir(args))
     verdict = Scorer(model).score([Item(text=args.text, kind=args.kind)])[0]
     if args.json:
         from dataclasses import asdict
@@ -196,7 +223,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from app.compare import compare_models
 
     settings = _settings()
-    data_dir = Path(args.data) if args.data else settings.data_dir
+    data_dir = _data_dir(args)
     out = Path(args.report) if args.report else settings.reports_dir / "model_selection.json"
     compare_models(data_dir, out, names=args.only or None, folds=args.folds, print_fn=print)
     return 0
@@ -264,7 +291,7 @@ def _report_thresholds(args: argparse.Namespace) -> Thresholds | None:
     from app.artifact import ModelError, read_thresholds
 
     try:
-        return read_thresholds(Path(args.model) if args.model else _settings().model_dir)
+        return read_thresholds(_model_dir(args))
     except ModelError as exc:
         print(f"note: no model to read thresholds from ({exc}); the report uses the defaults", file=sys.stderr)
         return None
@@ -286,8 +313,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print("triage: error: nothing to add: give --add FILE... and/or --from-feedback", file=sys.stderr)
         return 2
     report = retrain(
-        Path(args.data) if args.data else settings.data_dir,
-        Path(args.model) if args.model else settings.model_dir,
+        _data_dir(args),
+        _model_dir(args),
         add=[Path(p) for p in args.add],
         feedback_db=settings.db_path if args.from_feedback else None,
         dry_run=args.dry_run,
@@ -299,7 +326,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_model_list(args: argparse.Namespace) -> int:
     from app.artifact import list_versions, version_status
 
-    store = Path(args.model) if args.model else _settings().model_dir
+    store = _model_dir(args)
     versions = list_versions(store)
     if not versions:
         print(f"no versions in {store}")
@@ -316,20 +343,12 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_model_rollback(args: argparse.Namespace) -> int:
-    from app.artifact import rollback
+def cmd_model_switch(args: argparse.Namespace) -> int:
+    """`model rollback` and `model promote`: point the store at another version."""
+    from app import artifact
 
-    store = Path(args.model) if args.model else _settings().model_dir
-    before, after = rollback(store, args.version)
-    print(f"current model: {after} (was {before})")
-    return 0
-
-
-def cmd_model_promote(args: argparse.Namespace) -> int:
-    from app.artifact import promote
-
-    store = Path(args.model) if args.model else _settings().model_dir
-    before, after = promote(store, args.version)
+    move = artifact.rollback if args.model_command == "rollback" else artifact.promote
+    before, after = move(_model_dir(args), args.version)
     print(f"current model: {after} (was {before})")
     return 0
 
@@ -340,61 +359,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model on the simulated inboxes and save a new version")
-    p.add_argument("--data", help="data folder with inboxes/train (default: TRIAGE_DATA_DIR or data/)")
+    p = _command(sub, "train", cmd_train, "train a model on the simulated inboxes and save a new version")
+    _data_option(p, "data folder with inboxes/train")
     p.add_argument("--out", help="model store to write into (default: TRIAGE_MODEL_DIR or model/)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds, whole inboxes held out (default: 5)")
     p.add_argument("--force", action="store_true", help="make the new model current even if the gate refuses")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a model on the independent test inboxes; writes reports/metrics.json")
-    p.add_argument("--model", help="model store or version folder (default: TRIAGE_MODEL_DIR)")
-    p.add_argument("--data", help="data folder with inboxes/test (default: TRIAGE_DATA_DIR or data/)")
+    p = _command(sub, "evaluate", cmd_evaluate, "evaluate a model on the independent test inboxes; writes reports/metrics.json")
+    _model_option(p, "model store or version folder")
+    _data_option(p, "data folder with inboxes/test")
     p.add_argument("--report", help="where to write the metrics JSON (default: reports/metrics.json)")
-    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("corpus", help="the simulated-inbox corpus: render it, measure it")
     corpus_sub = p.add_subparsers(dest="corpus_command", required=True)
-    q = corpus_sub.add_parser("build", help="render data/inboxes/src/*/*.json into LinkedIn exports under train/ and test/")
-    q.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
-    q.set_defaults(func=cmd_corpus_build)
-    q = corpus_sub.add_parser("stats", help="the rendered inboxes' shape beside the real figures of FIELD_NOTES.md")
-    q.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
-    q.set_defaults(func=cmd_corpus_stats)
-    q = corpus_sub.add_parser("relabel-tasks", help="sample items for a blind second labeller, split over hands")
+    q = _command(
+        corpus_sub,
+        "build",
+        cmd_corpus_build,
+        "render data/inboxes/src/*/*.json into LinkedIn exports under train/ and test/",
+    )
+    _data_option(q)
+    q = _command(corpus_sub, "stats", cmd_corpus_stats, "the rendered inboxes' shape beside the real figures of FIELD_NOTES.md")
+    _data_option(q)
+    q = _command(corpus_sub, "relabel-tasks", cmd_relabel_tasks, "sample items for a blind second labeller, split over hands")
     q.add_argument("--share", type=float, default=0.16, help="share of each inbox's items (default 0.16)")
     q.add_argument("--hands", nargs="+", required=True, help="the relabelling hands' ids (one task file each)")
     q.add_argument("--only", nargs="*", help="only these authoring hands")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--data")
-    q.set_defaults(func=cmd_relabel_tasks)
-    q = corpus_sub.add_parser("agreement", help="Cohen's kappa of the second labellers; writes reports/labeller_agreement.json")
-    q.add_argument("--data")
+    _data_option(q)
+    q = _command(
+        corpus_sub,
+        "agreement",
+        cmd_agreement,
+        "Cohen's kappa of the second labellers; writes reports/labeller_agreement.json",
+    )
+    _data_option(q)
     q.add_argument("--report")
-    q.set_defaults(func=cmd_agreement)
 
-    p = sub.add_parser("predict", help="score one text and print the verdict with its reasons")
+    p = _command(sub, "predict", cmd_predict, "score one text and print the verdict with its reasons")
     p.add_argument("text")
     p.add_argument("--kind", choices=("message", "invite"), default="message")
-    p.add_argument("--model")
+    _model_option(p)
     p.add_argument("--json", action="store_true", help="print the full verdict as JSON")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("compare", help="compare model alternatives in grouped cross-validation by inbox")
-    p.add_argument("--data")
+    p = _command(sub, "compare", cmd_compare, "compare model alternatives in grouped cross-validation by inbox")
+    _data_option(p)
     p.add_argument("--report")
     p.add_argument("--only", action="append", help="a candidate's name (repeatable; default: all)")
     p.add_argument("--folds", type=int, default=5)
-    p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("serve", help="run the HTTP API (settings from TRIAGE_* variables; see /docs)")
+    p = _command(sub, "serve", cmd_serve, "run the HTTP API (settings from TRIAGE_* variables; see /docs)")
     p.add_argument("--host", help="address to listen on (default: TRIAGE_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: TRIAGE_PORT or 8000)")
     p.add_argument("--workers", type=int, help="worker processes, each with its own model (default: TRIAGE_WORKERS or 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("score", help="score a CSV, a JSONL file or a LinkedIn data export; writes .csv or .jsonl")
+    p = _command(sub, "score", cmd_score, "score a CSV, a JSONL file or a LinkedIn data export; writes .csv or .jsonl")
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="CSV, JSONL, LinkedIn messages/Invitations CSV, export folder or .zip"
     )
@@ -406,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--me", metavar="NAME_OR_URL", help="the LinkedIn account owner (default: inferred from the export)")
     p.add_argument("--jobs", type=int, help="worker processes (default: TRIAGE_BATCH_JOBS or all cores)")
-    p.add_argument("--model", help="model store or version folder (default: TRIAGE_MODEL_DIR)")
+    _model_option(p, "model store or version folder")
     p.add_argument("--lists", help="allow/deny lists file (default: TRIAGE_LISTS_FILE)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the counts")
     p.add_argument(
@@ -419,40 +439,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=("local", "dask"), default="local", help='where to score: this machine, or a Dask cluster (".[dask]")'
     )
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786); default: a local cluster")
-    p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("report", help="an HTML report of a scored CSV: verdicts over time, senders, review queue, replies")
+    p = _command(sub, "report", cmd_report, "an HTML report of a scored CSV: verdicts over time, senders, review queue, replies")
     p.add_argument("scored", help="a CSV written by `triage score`")
     p.add_argument("-o", "--output", required=True, help="the HTML file to write")
-    p.add_argument("--model", help="model store whose thresholds roll rows up (default: TRIAGE_MODEL_DIR)")
-    p.set_defaults(func=cmd_report)
+    _model_option(p, "model store whose thresholds roll rows up")
 
-    p = sub.add_parser("retrain", help="add labelled examples, train a candidate, gate it and promote it")
+    p = _command(sub, "retrain", cmd_retrain, "add labelled examples, train a candidate, gate it and promote it")
     p.add_argument("--add", nargs="*", default=[], metavar="FILE", help="labelled CSV or JSONL files (a label column)")
     p.add_argument("--from-feedback", action="store_true", help="use the service's feedback since the last retrain")
     p.add_argument("--dry-run", action="store_true", help="validate, train and compare, but change nothing")
     p.add_argument("--force", action="store_true", help="promote even if the gate refuses")
-    p.add_argument("--data", help="data folder (default: TRIAGE_DATA_DIR or data/)")
-    p.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
-    p.set_defaults(func=cmd_retrain)
+    _data_option(p)
+    _model_option(p)
 
     p = sub.add_parser("model", help="list model versions or roll back")
     model_sub = p.add_subparsers(dest="model_command", required=True)
-    q = model_sub.add_parser("list", help="versions, dates, metrics and which is current")
-    q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
-    q.set_defaults(func=cmd_model_list)
-    q = model_sub.add_parser("rollback", help="make an earlier version current (default: the previous one)")
+    q = _command(model_sub, "list", cmd_model_list, "versions, dates, metrics and which is current")
+    _model_option(q)
+    q = _command(model_sub, "rollback", cmd_model_switch, "make an earlier version current (default: the previous one)")
     q.add_argument("version", nargs="?")
-    q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
-    q.set_defaults(func=cmd_model_rollback)
-    q = model_sub.add_parser("promote", help="make a named version current (e.g. forward again after a rollback)")
+    _model_option(q)
+    q = _command(model_sub, "promote", cmd_model_switch, "make a named version current (e.g. forward again after a rollback)")
     q.add_argument("version", help="the version to make current (see `triage model list`)")
-    q.add_argument("--model", help="model store (default: TRIAGE_MODEL_DIR or model/)")
-    q.set_defaults(func=cmd_model_promote)
+    _model_option(q)
 
-    p = sub.add_parser("build-corpus", help="rebuild the first-contact corpus data/corpus.csv and data/test.csv (corpus v1)")
+    p = _command(
+        sub,
+        "build-corpus",
+        cmd_build_corpus,
+        "rebuild the first-contact corpus data/corpus.csv and data/test.csv (corpus v1)",
+    )
     p.add_argument("--data", default="data")
-    p.set_defaults(func=cmd_build_corpus)
     return parser
 
 

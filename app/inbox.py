@@ -16,35 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from app import sources
 from app.items import CONTEXT_FIELDS, Item, ThreadMessage, build_item, parse_datetime
 from app.linkedin import NO_CONVERSATIONS, is_connections_header, read_linkedin_export
-from app.sources import (
-    COACH_FILE,
-    DRAFT,
-    EMPTY_MESSAGE,
-    NO_NOTE,
-    OUTGOING_INVITATION,
-    OWN_MESSAGE,
-    LimitExceeded,
-    Limits,
-    ReadReport,
-    Record,
-    Source,
-    as_source,
-    csv_records,
-    head,
-    sample_rows,
-    sample_text,
-    text_lines,
-)
+from app.sources import LimitExceeded, Limits, ReadReport, Record, Source
 
 __all__ = [
-    "COACH_FILE",
-    "DRAFT",
-    "EMPTY_MESSAGE",
-    "NO_NOTE",
-    "OUTGOING_INVITATION",
-    "OWN_MESSAGE",
     "Inbox",
     "LimitExceeded",
     "Limits",
@@ -104,15 +81,15 @@ def detect_format(source: str | Path | IO[bytes] | Source) -> str:
     """'csv', 'jsonl' or 'linkedin', from the content (a folder or a zip is a LinkedIn export)."""
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         return "linkedin"
-    src = as_source(source)
-    if head(src, 4) == b"PK\x03\x04":
+    src = sources.as_source(source)
+    if sources.head(src, 4) == b"PK\x03\x04":
         return "linkedin"
-    stripped = sample_text(src).lstrip()
+    stripped = sources.sample_text(src).lstrip()
     if stripped.startswith("{"):
         return "jsonl"
     if stripped.lower().startswith(NO_CONVERSATIONS):
         return "linkedin"
-    rows = sample_rows(src)
+    rows = sources.sample_rows(src)
     if rows and (_looks_linkedin(rows[0]) or any(is_connections_header(row) for row in rows)):
         return "linkedin"
     if rows and "text" in rows[0]:
@@ -178,11 +155,11 @@ def _text_or_none(value: Any) -> str | None:
 
 def plain_csv_header(source: str | Path | IO[bytes] | Source) -> tuple[list[str], list[str]]:
     """(normalised header, carried-through column names) of a plain CSV; ValueError without a text column."""
-    src = as_source(source)
-    for row in sample_rows(src, max_rows=1):
+    src = sources.as_source(source)
+    for row in sources.sample_rows(src, max_rows=1):
         if "text" not in row:
             raise ValueError(f"{src.name}: the header has no 'text' column (columns: {', '.join(row)})")
-        first = next(r for _, r, _ in csv_records(src, None, Limits(record_lines=1)) if r is not None)
+        first = next(r for _, r, _ in sources.csv_records(src, None, Limits(record_lines=1)) if r is not None)
         carried = [cell.strip() for cell, low in zip(first, row, strict=False) if low not in PLAIN_COLUMNS and low]
         return row, carried
     raise ValueError(f"{src.name}: the file is empty")
@@ -192,12 +169,12 @@ def read_plain_csv(
     source: str | Path | IO[bytes] | Source, report: ReadReport | None = None, limits: Limits | None = None
 ) -> Iterator[Record]:
     """Records from a CSV with a `text` column; other known columns optional, unknown ones carried through."""
-    src = as_source(source)
+    src = sources.as_source(source)
     header, _ = plain_csv_header(src)
     width = len(header)
     carried = [(i, header_cell) for i, header_cell in enumerate(header) if header_cell not in PLAIN_COLUMNS and header_cell]
     original_header: list[str] | None = None
-    for line, row, problem in csv_records(src, report, limits or Limits()):
+    for line, row, problem in sources.csv_records(src, report, limits or Limits()):
         if original_header is None and row is not None:
             original_header = [c.strip() for c in row]
             continue
@@ -255,8 +232,8 @@ def read_jsonl(
     source: str | Path | IO[bytes] | Source, report: ReadReport | None = None, limits: Limits | None = None
 ) -> Iterator[Record]:
     """Records from JSONL: one service item per line ({"text", "kind", "sender": {...}, "thread": [...]})."""
-    src = as_source(source)
-    for line, raw in text_lines(src, report, limits or Limits()):
+    src = sources.as_source(source)
+    for line, raw in sources.text_lines(src, report, limits or Limits()):
         if raw is None:
             yield Record(src.name, line, {"file": src.name, "line": line}, error="the line is over the length limit")
             continue
@@ -345,7 +322,7 @@ def read_items(
     linkedin: list[Any] = []
     for value in inputs:  # type: ignore[union-attr]
         is_dir = isinstance(value, (str, Path)) and Path(value).is_dir()
-        source = value if is_dir else as_source(value)
+        source = value if is_dir else sources.as_source(value)
         fmt = format if format != "auto" else detect_format(value if is_dir else source)  # type: ignore[arg-type]
         if is_dir and fmt != "linkedin":
             raise ValueError(f"{value} is a folder: only a LinkedIn export can be a folder")

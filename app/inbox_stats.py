@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inbox import NO_NOTE, OWN_MESSAGE, Record, read_linkedin_export
+from app.inbox import Record, read_linkedin_export
+from app.sources import NO_NOTE, OWN_MESSAGE
 
 # FIELD_NOTES.md section 1: 18 real exports, 15,290 inbound messages.
 REAL = {

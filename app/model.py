@@ -62,7 +62,7 @@ class Span:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # made by the thousand per batch
 class Reason:
     """One piece of evidence for the verdict and its share of the verdict class's decision value."""
 

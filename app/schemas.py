@@ -88,6 +88,11 @@ EXAMPLE_VERDICT: dict[str, Any] = {
 }
 
 
+def examples(*values: Any) -> ConfigDict:
+    """A schema's examples, shown in /docs (merged with the base class's configuration)."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT_CHARS)
 
@@ -104,7 +109,7 @@ class _Out(BaseModel):
 class SenderIn(_In):
     """What is known about the sender; every field is optional."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ITEM["sender"]]})
+    model_config = examples(EXAMPLE_ITEM["sender"])
 
     name: str | None = Field(None, max_length=300)
     headline: str | None = Field(None, max_length=2_000)
@@ -117,7 +122,7 @@ class SenderIn(_In):
 
 
 class RecipientIn(_In):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Dana Okafor"}]})
+    model_config = examples({"name": "Dana Okafor"})
 
     name: str | None = Field(None, max_length=300)
 
@@ -125,11 +130,7 @@ class RecipientIn(_In):
 class ThreadMessageIn(_In):
     """An earlier message of the same conversation (inbound = from this sender to the recipient)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"direction": "inbound", "text": "Hi Dana, any thoughts?", "sent_at": "2025-03-01T10:00:00Z"}]
-        }
-    )
+    model_config = examples({"direction": "inbound", "text": "Hi Dana, any thoughts?", "sent_at": "2025-03-01T10:00:00Z"})
 
     direction: Literal["inbound", "outbound"]
     text: str = Field("", max_length=MAX_TEXT_CHARS)
@@ -139,7 +140,7 @@ class ThreadMessageIn(_In):
 class ItemIn(_In):
     """A received invite or message. Everything but `text` is optional; `text` may be empty for an invite."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ITEM]})
+    model_config = examples(EXAMPLE_ITEM)
 
     id: str | None = Field(None, max_length=200, description="the caller's id, echoed back")
     kind: Kind = "message"
@@ -181,7 +182,7 @@ class ItemIn(_In):
 
 
 class BatchIn(_In):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [EXAMPLE_ITEM, {"kind": "invite", "text": ""}]}]})
+    model_config = examples({"items": [EXAMPLE_ITEM, {"kind": "invite", "text": ""}]})
 
     items: list[ItemIn] = Field(max_length=MAX_BATCH_ITEMS, description=f"up to {MAX_BATCH_ITEMS:,} items, answered in order")
 
@@ -194,7 +195,7 @@ class BatchIn(_In):
 class SpanOut(_Out):
     """Characters [start, end) of the received text that produced an n-gram feature."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"start": 33, "end": 40, "text": "We help"}]})
+    model_config = examples({"start": 33, "end": 40, "text": "We help"})
 
     start: int
     end: int
@@ -208,7 +209,7 @@ class ReasonOut(_Out):
     For an allow/deny list match, `contribution` is 1: the list decides outright.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REASON]})
+    model_config = examples(EXAMPLE_REASON)
 
     feature: str
     description: str
@@ -219,7 +220,7 @@ class ReasonOut(_Out):
 class ContributionOut(_Out):
     """One feature's exact share of a class's decision value: value * weight."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_CONTRIBUTION]})
+    model_config = examples(EXAMPLE_CONTRIBUTION)
 
     feature: str
     description: str
@@ -230,7 +231,7 @@ class ContributionOut(_Out):
 class ScoresOut(_Out):
     """Class probabilities, summing to 1."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_VERDICT["scores"]]})
+    model_config = examples(EXAMPLE_VERDICT["scores"])
 
     genuine: float
     sales_pitch: float
@@ -238,7 +239,7 @@ class ScoresOut(_Out):
 
 
 class VerdictOut(_Out):
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_VERDICT]})
+    model_config = examples(EXAMPLE_VERDICT)
 
     id: str | None = None
     verdict: Label
@@ -252,7 +253,7 @@ class VerdictOut(_Out):
 
 
 class BatchOut(_Out):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"count": 1, "items": [EXAMPLE_VERDICT]}]})
+    model_config = examples({"count": 1, "items": [EXAMPLE_VERDICT]})
 
     count: int
     items: list[VerdictOut]
@@ -261,12 +262,8 @@ class BatchOut(_Out):
 class ClassExplanationOut(_Out):
     """intercept + sum(contributions) == decision_value, exactly (up to float rounding)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"label": "sales_pitch", "intercept": -0.41, "decision_value": 3.02, "contributions": [EXAMPLE_CONTRIBUTION]}
-            ]
-        }
+    model_config = examples(
+        {"label": "sales_pitch", "intercept": -0.41, "decision_value": 3.02, "contributions": [EXAMPLE_CONTRIBUTION]}
     )
 
     label: Label
@@ -278,21 +275,17 @@ class ClassExplanationOut(_Out):
 class ExplainOut(_Out):
     """The verdict and, for every class, the model's exact decomposition."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = examples(
+        {
+            "verdict": EXAMPLE_VERDICT,
+            "classes": [
                 {
-                    "verdict": EXAMPLE_VERDICT,
-                    "classes": [
-                        {
-                            "label": "sales_pitch",
-                            "intercept": -0.41,
-                            "decision_value": 3.02,
-                            "contributions": [EXAMPLE_CONTRIBUTION],
-                        }
-                    ],
+                    "label": "sales_pitch",
+                    "intercept": -0.41,
+                    "decision_value": 3.02,
+                    "contributions": [EXAMPLE_CONTRIBUTION],
                 }
-            ]
+            ],
         }
     )
 
@@ -357,9 +350,7 @@ def explain_payload(item_id: str | None, e: Explanation) -> dict[str, Any]:
 class FeedbackIn(_In):
     """An item with its correct label and, optionally, the verdict it corrects."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"item": EXAMPLE_ITEM, "label": "genuine", "corrects": "sales_pitch"}]}
-    )
+    model_config = examples({"item": EXAMPLE_ITEM, "label": "genuine", "corrects": "sales_pitch"})
 
     item: ItemIn
     label: Label = Field(description="the correct label")
@@ -368,19 +359,15 @@ class FeedbackIn(_In):
 
 
 class FeedbackOut(_Out):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 17,
-                    "created_at": "2025-03-04T09:20:11.123456Z",
-                    "label": "genuine",
-                    "corrects": "sales_pitch",
-                    "model_version": "v20250301-120000-1a2b3c4d",
-                    "item_id": "msg-1042",
-                    "item": {"text": "Hi Dana, ...", "kind": "message", "sender_name": "Alex Morgan"},
-                }
-            ]
+    model_config = examples(
+        {
+            "id": 17,
+            "created_at": "2025-03-04T09:20:11.123456Z",
+            "label": "genuine",
+            "corrects": "sales_pitch",
+            "model_version": "v20250301-120000-1a2b3c4d",
+            "item_id": "msg-1042",
+            "item": {"text": "Hi Dana, ...", "kind": "message", "sender_name": "Alex Morgan"},
         }
     )
 
@@ -408,7 +395,7 @@ class FeedbackOut(_Out):
 
 
 class FeedbackListOut(_Out):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"count": 0, "items": [], "next_after_id": None}]})
+    model_config = examples({"count": 0, "items": [], "next_after_id": None})
 
     count: int
     items: list[FeedbackOut]
@@ -421,16 +408,14 @@ class FeedbackListOut(_Out):
 
 
 class SignalOut(_Out):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "meeting_request", "description": "asks for a call, a demo or a meeting"}]}
-    )
+    model_config = examples({"name": "meeting_request", "description": "asks for a call, a demo or a meeting"})
 
     name: str
     description: str
 
 
 class ThresholdsOut(_Out):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"review": 0.55, "spam": 0.7}]})
+    model_config = examples({"review": 0.55, "spam": 0.7})
 
     review: float = Field(description="a verdict under this probability goes to review")
     spam: float = Field(description="a spam verdict needs at least this probability of spam")
@@ -439,24 +424,20 @@ class ThresholdsOut(_Out):
 class ModelOut(_Out):
     """The serving model's manifest: version, labels, metrics, thresholds and every signal."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "version": "v20250301-120000-1a2b3c4d",
-                    "created_at": "2025-03-01T12:00:00+00:00",
-                    "labels": ["genuine", "sales_pitch", "spam"],
-                    "metrics": {"grouped_cv": {"macro_f1": 0.93}},
-                    "thresholds": {"review": 0.55, "spam": 0.7},
-                    "manifest_thresholds": {"review": 0.55, "spam": 0.7},
-                    "n_features": 52000,
-                    "training_data": {"rows": 4000},
-                    "versions": {"scikit_learn": "1.9.0"},
-                    "signals": [{"name": "meeting_request", "description": "asks for a call, a demo or a meeting"}],
-                    "loaded_at": "2025-03-04T08:00:00Z",
-                    "lists": {"source": None, "allow": {"names": 0}, "deny": {"names": 0}},
-                }
-            ]
+    model_config = examples(
+        {
+            "version": "v20250301-120000-1a2b3c4d",
+            "created_at": "2025-03-01T12:00:00+00:00",
+            "labels": ["genuine", "sales_pitch", "spam"],
+            "metrics": {"grouped_cv": {"macro_f1": 0.93}},
+            "thresholds": {"review": 0.55, "spam": 0.7},
+            "manifest_thresholds": {"review": 0.55, "spam": 0.7},
+            "n_features": 52000,
+            "training_data": {"rows": 4000},
+            "versions": {"scikit_learn": "1.9.0"},
+            "signals": [{"name": "meeting_request", "description": "asks for a call, a demo or a meeting"}],
+            "loaded_at": "2025-03-04T08:00:00Z",
+            "lists": {"source": None, "allow": {"names": 0}, "deny": {"names": 0}},
         }
     )
 
@@ -475,17 +456,13 @@ class ModelOut(_Out):
 
 
 class ReloadOut(_Out):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "ok": True,
-                    "changed": True,
-                    "version": "v20250305-090000-9f8e7d6c",
-                    "previous_version": "v20250301-120000-1a2b3c4d",
-                    "message": "loaded v20250305-090000-9f8e7d6c (was v20250301-120000-1a2b3c4d)",
-                }
-            ]
+    model_config = examples(
+        {
+            "ok": True,
+            "changed": True,
+            "version": "v20250305-090000-9f8e7d6c",
+            "previous_version": "v20250301-120000-1a2b3c4d",
+            "message": "loaded v20250305-090000-9f8e7d6c (was v20250301-120000-1a2b3c4d)",
         }
     )
 
@@ -501,15 +478,13 @@ class ReloadOut(_Out):
 
 
 class HealthOut(_Out):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+    model_config = examples({"status": "ok"})
 
     status: Literal["ok"]
 
 
 class ReadyOut(_Out):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"status": "ready", "model_version": "v20250301-120000-1a2b3c4d", "reason": None}]}
-    )
+    model_config = examples({"status": "ready", "model_version": "v20250301-120000-1a2b3c4d", "reason": None})
 
     status: Literal["ready", "not_ready"]
     model_version: str | None = None
@@ -517,9 +492,7 @@ class ReadyOut(_Out):
 
 
 class ErrorDetail(_Out):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"field": "body.items.3.text", "message": "String should have at most 20000 characters"}]}
-    )
+    model_config = examples({"field": "body.items.3.text", "message": "String should have at most 20000 characters"})
 
     field: str = Field(description="where: a dotted path into the request ('body.items.3.text'), a row ('line 7') or a header")
     message: str
@@ -529,21 +502,17 @@ class ErrorDetail(_Out):
 class ErrorOut(_Out):
     """Every error response: a code, a sentence, and the fields or rows at fault."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = examples(
+        {
+            "error": "validation_error",
+            "message": "body.text: String should have at most 20000 characters",
+            "details": [
                 {
-                    "error": "validation_error",
-                    "message": "body.text: String should have at most 20000 characters",
-                    "details": [
-                        {
-                            "field": "body.text",
-                            "message": "String should have at most 20000 characters",
-                            "type": "string_too_long",
-                        }
-                    ],
+                    "field": "body.text",
+                    "message": "String should have at most 20000 characters",
+                    "type": "string_too_long",
                 }
-            ]
+            ],
         }
     )
 

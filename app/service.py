@@ -16,7 +16,7 @@ import io
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,27 +250,11 @@ class TriageService:
         return self.scorer().explain(item)
 
     # -- feedback ---------------------------------------------------------------------
-    def add_feedback(
-        self,
-        item: Item,
-        label: str,
-        corrects: str | None = None,
-        model_version: str | None = None,
-        item_id: str | None = None,
-        request: Mapping[str, Any] | None = None,
-    ) -> feedback_store.FeedbackRecord:
-        """Store feedback; the model version defaults to the one serving now."""
-        if model_version is None and self.models.state is not None:
-            model_version = self.models.state.model.version
-        return feedback_store.add_feedback(
-            self.settings.db_path,
-            item,
-            label,
-            corrects=corrects,
-            model_version=model_version,
-            item_id=item_id,
-            request=request,
-        )
+    def add_feedback(self, item: Item, label: str, **details: Any) -> feedback_store.FeedbackRecord:
+        """Store feedback (`details`: feedback.add_feedback's keywords); the model version defaults to the one serving now."""
+        if details.get("model_version") is None and self.models.state is not None:
+            details["model_version"] = self.models.state.model.version
+        return feedback_store.add_feedback(self.settings.db_path, item, label, **details)
 
     def list_feedback(
         self, since: datetime | None = None, limit: int | None = None, after_id: int | None = None

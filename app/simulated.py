@@ -121,6 +121,16 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
     return value
 
 
+def _objects(value: Any, where: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The entries of a list of objects, each with its index and its place for error messages."""
+    if not isinstance(value, list):
+        raise SourceError(f"{where}: expected a list")
+    for n, raw in enumerate(value):
+        if not isinstance(raw, dict):
+            raise SourceError(f"{where}[{n}]: expected an object")
+        yield n, f"{where}[{n}]", raw
+
+
 def parse_source(obj: Any, path: str = "<source>") -> InboxSource:
     """Check an authored inbox (the parsed JSON) and return it; SourceError names the first problem."""
     if not isinstance(obj, dict):
@@ -156,12 +166,7 @@ def parse_source(obj: Any, path: str = "<source>") -> InboxSource:
             profile=bool(raw.get("profile", True)) and name.strip() != _ANONYMOUS,
         )
     conversations: list[Conversation] = []
-    if not isinstance(obj["conversations"], list):
-        raise SourceError(f"{path}: conversations: expected a list")
-    for n, raw in enumerate(obj["conversations"]):
-        where = f"{path}: conversations[{n}]"
-        if not isinstance(raw, dict):
-            raise SourceError(f"{where}: expected an object")
+    for _, where, raw in _objects(obj["conversations"], f"{path}: conversations"):
         with_ = raw.get("with")
         if isinstance(with_, str):
             with_ = [with_]
@@ -174,10 +179,7 @@ def parse_source(obj: Any, path: str = "<source>") -> InboxSource:
         raw_messages = raw.get("messages")
         if not isinstance(raw_messages, list) or not raw_messages:
             raise SourceError(f"{where}.messages: expected a non-empty list")
-        for m, msg in enumerate(raw_messages):
-            mwhere = f"{where}.messages[{m}]"
-            if not isinstance(msg, dict):
-                raise SourceError(f"{mwhere}: expected an object")
+        for _, mwhere, msg in _objects(raw_messages, f"{where}.messages"):
             sender = msg.get("from")
             if sender != ME and sender not in with_:
                 raise SourceError(f"{mwhere}.from: {sender!r} is neither 'me' nor one of this conversation's people")
@@ -207,12 +209,7 @@ def parse_source(obj: Any, path: str = "<source>") -> InboxSource:
         )
     invitations: list[Invitation] = []
     extra: list[Person] = []
-    if not isinstance(obj["invitations"], list):
-        raise SourceError(f"{path}: invitations: expected a list")
-    for n, raw in enumerate(obj["invitations"]):
-        where = f"{path}: invitations[{n}]"
-        if not isinstance(raw, dict):
-            raise SourceError(f"{where}: expected an object")
+    for n, where, raw in _objects(obj["invitations"], f"{path}: invitations"):
         direction = str(raw.get("dir", "in")).lower()
         if direction not in ("in", "out"):
             raise SourceError(f"{where}.dir: expected 'in' or 'out', got {direction!r}")

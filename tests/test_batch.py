@@ -11,10 +11,10 @@ import pytest
 from app.artifact import save_model
 from app.batch import score_chunk, score_file
 from app.cli import main
-from app.inbox import OWN_MESSAGE
 from app.items import Item
 from app.output import SCORE_COLUMNS, errors_path, reason_cell
 from app.scoring import Scorer
+from app.sources import OWN_MESSAGE
 
 LINKEDIN = Path(__file__).parent / "fixtures" / "linkedin"
 EXPORT = LINKEDIN / "export"

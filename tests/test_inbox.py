@@ -12,12 +12,6 @@ from pathlib import Path
 import pytest
 
 from app.inbox import (
-    COACH_FILE,
-    DRAFT,
-    EMPTY_MESSAGE,
-    NO_NOTE,
-    OUTGOING_INVITATION,
-    OWN_MESSAGE,
     ReadReport,
     detect_format,
     read_items,
@@ -26,6 +20,7 @@ from app.inbox import (
     read_plain_csv,
 )
 from app.linkedin import parse_export_time
+from app.sources import COACH_FILE, DRAFT, EMPTY_MESSAGE, NO_NOTE, OUTGOING_INVITATION, OWN_MESSAGE
 
 LINKEDIN = Path(__file__).parent / "fixtures" / "linkedin"
 EXPORT = LINKEDIN / "export"

@@ -6,16 +6,16 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from app.api import feedback, model, ops, scoring
+from app.api import docs, feedback, model, ops, scoring
 from app.api.deps import require_token
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -24,11 +24,6 @@ from app.settings import Settings
 from app.telemetry import Metrics
 from app.web import routes as web
 
-# Pages served here may load only from here: ReDoc's bundle would otherwise fetch its logo from a CDN.
-CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-inline' blob:; worker-src 'self' blob:; font-src 'self' data:; connect-src 'self'"
-)
 DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")  # Swagger UI and ReDoc, shipped by a package: no CDN
 PAGE_ASSETS = Path(web.__file__).with_name("static")
 
@@ -45,6 +40,7 @@ ROUTE_PATHS = (
     "/readyz",
     "/metrics",
 )
+_BUILT_IN_DOCS_OFF: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None}  # app.api.docs serves them
 DESCRIPTION = """
 Triage received LinkedIn invites and messages: **genuine**, **sales_pitch** or **spam**,
 with the three class scores and the evidence behind every verdict.
@@ -74,9 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+        **_BUILT_IN_DOCS_OFF,
         redirect_slashes=False,  # a redirect would echo the Host header back
     )
     app.state.service = service
@@ -97,51 +91,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=False,
     )
     install_error_handlers(app)
-    for router in (scoring.router, feedback.router, model.router, ops.router, web.router):
+    for router in (scoring.router, feedback.router, model.router, ops.router, docs.router, web.router):
         app.include_router(router)
-    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    app.mount(docs.ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=PAGE_ASSETS), name="page-assets")
-
-    guarded = [Depends(require_token)]
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
-    async def openapi_schema() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=guarded)
-    async def swagger_docs() -> HTMLResponse:
-        return _own_assets_only(
-            get_swagger_ui_html(
-                openapi_url="/openapi.json",
-                title="inbound-triage",
-                swagger_js_url="/static/docs/swagger-ui-bundle.js",
-                swagger_css_url="/static/docs/swagger-ui.css",
-                swagger_favicon_url="/static/docs/favicon.png",
-            )
-        )
-
-    @app.get("/redoc", include_in_schema=False, dependencies=guarded)
-    async def redoc_docs() -> HTMLResponse:
-        return _own_assets_only(
-            get_redoc_html(
-                openapi_url="/openapi.json",
-                title="inbound-triage",
-                redoc_js_url="/static/docs/redoc.standalone.js",
-                redoc_favicon_url="/static/docs/favicon.png",
-                with_google_fonts=False,
-            )
-        )
 
     if settings.bench:
         constant = b'{"ok":true}'
 
-        @app.post("/v1/_bench/constant", include_in_schema=False, dependencies=guarded)
+        @app.post("/v1/_bench/constant", include_in_schema=False, dependencies=[Depends(require_token)])
         async def bench_constant() -> Response:
             return Response(constant, media_type="application/json")
 
     return app
-
-
-def _own_assets_only(response: HTMLResponse) -> HTMLResponse:
-    response.headers["Content-Security-Policy"] = CSP
-    return response

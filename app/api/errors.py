@@ -17,13 +17,19 @@ from app.service import ModelUnavailable
 
 log = logging.getLogger("triage.api")
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "missing or wrong bearer token (only when TRIAGE_API_TOKEN is set)"},
-    413: {"model": ErrorOut, "description": "body over the size limit"},
-    422: {"model": ErrorOut, "description": "invalid request: `details` names each field"},
-    503: {"model": ErrorOut, "description": "no verified model loaded yet, or scoring ran past its deadline"},
-    507: {"model": ErrorOut, "description": "the server's disk is full"},
-}
+
+def documented(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """An error response for the OpenAPI schema: its status, an ErrorOut body and what it means."""
+    return {status: {"model": ErrorOut, "description": description}}
+
+
+ERRORS = (
+    documented(401, "missing or wrong bearer token (only when TRIAGE_API_TOKEN is set)")
+    | documented(413, "body over the size limit")
+    | documented(422, "invalid request: `details` names each field")
+    | documented(503, "no verified model loaded yet, or scoring ran past its deadline")
+    | documented(507, "the server's disk is full")
+)
 
 
 def error_response(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None, **kw: Any) -> JSONResponse:

@@ -22,7 +22,13 @@ async def add_feedback(body: FeedbackIn, service: ServiceDep, settings: Settings
     item = to_item(body.item, "body.item", settings)
     request = body.item.model_dump(mode="json", exclude_none=True)
     record = await run_in_threadpool(
-        service.add_feedback, item, body.label, body.corrects, body.model_version, body.item.id, request
+        service.add_feedback,
+        item,
+        body.label,
+        corrects=body.corrects,
+        model_version=body.model_version,
+        item_id=body.item.id,
+        request=request,
     )
     metrics.feedback.labels(record.label).inc()
     return model_json(FeedbackOut.from_core(record), status=201)

@@ -7,8 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from app.api.deps import GUARDED, ServiceDep, model_json
-from app.api.errors import ERRORS, error_response
-from app.schemas import ErrorOut, ModelOut, ReloadOut, SignalOut
+from app.api.errors import ERRORS, documented, error_response
+from app.schemas import ModelOut, ReloadOut, SignalOut
 
 router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=GUARDED, responses=ERRORS)
 
@@ -25,7 +25,7 @@ async def model_card(service: ServiceDep) -> Response:
     "/reload",
     response_model=ReloadOut,
     summary="Load the model the store points at now",
-    responses={409: {"model": ErrorOut, "description": "the new model failed verification; the current one stays"}},
+    responses=documented(409, "the new model failed verification; the current one stays"),
 )
 async def reload_model(service: ServiceDep) -> Response:
     """Swaps the new model in atomically; a model that fails verification is refused (409)."""
