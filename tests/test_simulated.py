@@ -83,6 +83,10 @@ def test_the_layout_follows_the_export_date(export_date, header_tail, quoted):
         (lambda o: o["conversations"][0]["messages"][0].update(at="2030-01-01 10:00"), "after the export date"),
         (lambda o: o["invitations"][0].update(label="maybe"), "label must be one of"),
         (lambda o: o.pop("owner"), "missing top-level key 'owner'"),
+        (lambda o: o.update(conversations={}), r"x01-1.json: conversations: expected a list"),
+        (lambda o: o["conversations"].insert(0, "hi"), r"conversations\[0\]: expected an object"),
+        (lambda o: o["conversations"][0]["messages"].insert(1, 7), r"conversations\[0\].messages\[1\]: expected an object"),
+        (lambda o: o["invitations"].append(None), r"invitations\[\d+\]: expected an object"),
     ],
 )
 def test_a_broken_source_is_refused_naming_the_place(change, message):
