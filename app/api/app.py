@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import fastapi_offline
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.api import docs, feedback, model, ops, scoring
-from app.api.deps import require_token
+from app.api.deps import GUARDED
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.service import TriageService
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.bench:
         constant = b'{"ok":true}'
 
-        @app.post("/v1/_bench/constant", include_in_schema=False, dependencies=[Depends(require_token)])
+        @app.post("/v1/_bench/constant", include_in_schema=False, dependencies=GUARDED)
         async def bench_constant() -> Response:
             return Response(constant, media_type="application/json")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from app.api.deps import require_token
+from app.api.deps import GUARDED
 
 # Pages served here may load only from here: ReDoc's bundle would otherwise fetch its logo from a CDN.
 CSP = (
@@ -18,7 +18,7 @@ CSP = (
 )
 ASSETS_URL = "/static/docs"  # where create_app mounts fastapi-offline's copies of Swagger UI and ReDoc
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(require_token)])
+router = APIRouter(include_in_schema=False, dependencies=GUARDED)
 
 
 @router.get("/openapi.json")
