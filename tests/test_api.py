@@ -27,7 +27,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.api import create_app
-from app.artifact import POINTER_FILE, VERSIONS_DIR, save_model
+from app.artifact import POINTER_FILE, VERSIONS_DIR, save_model, write_atomic
 from app.feedback import add_feedback, connect, list_feedback
 from app.items import Item, ThreadMessage, build_item
 from app.lists import ListsError, normalise_profile_url
@@ -527,7 +527,8 @@ def tamper(store: Path, tiny_model, version: str) -> None:
     folder = add_version(store, tiny_model, version, make_current=False)
     with open(folder / "model.skops", "ab") as fh:
         fh.write(b"tampered")
-    (store / POINTER_FILE).write_text(version + "\n")
+    # swapped in whole, as the store writes it: a watcher polling mid-write would see an empty pointer
+    write_atomic(store / POINTER_FILE, version + "\n")
 
 
 def test_reload_refuses_a_tampered_model_and_keeps_serving(store, tmp_path, tiny_model):
