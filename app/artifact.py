@@ -392,6 +392,17 @@ def read_history(store: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _servable(folder: Path) -> None:
+    """ModelError unless this code can serve the version: a pointer to a model trained with other
+    features would leave the service and `triage score` refusing to load anything."""
+    manifest = read_manifest(folder)
+    if manifest["features_version"] != FEATURES_VERSION:
+        raise ModelError(
+            f"version {folder.name} was trained with features version {manifest['features_version']} and this code "
+            f"computes version {FEATURES_VERSION}: it cannot be made current (check out the code it was trained with)"
+        )
+
+
 def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
     """Make `version` current again; by default, the one current before the current one was promoted.
 
@@ -409,7 +420,7 @@ def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
                 break
         else:
             raise ModelError(f"no earlier version to roll back to from {current}; name one (see `triage model list`)")
-    version_dir(store, str(version))
+    _servable(version_dir(store, str(version)))
     set_current(store, str(version))
     record_history(store, "rollback", str(version), previous=current, reason=f"rolled back from {current}")
     return current, str(version)
@@ -419,7 +430,7 @@ def promote(store: Path, version: str) -> tuple[str | None, str]:
     """Make a named version current by hand (e.g. forward again after a rollback), recorded as a promotion."""
     store = Path(store)
     current = current_version(store)
-    version_dir(store, version)
+    _servable(version_dir(store, version))
     set_current(store, version)
     record_history(store, "promote", version, previous=current, reason="promoted by hand")
     return current, version

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifact import current_version, list_versions, load_model, promote, read_history, rollback, save_model, version_status
+from app.artifact import (
+    ModelError,
+    current_version,
+    list_versions,
+    load_model,
+    promote,
+    read_history,
+    rollback,
+    save_model,
+    version_status,
+)
 from app.batch import score_file
 from app.corpus import read_labelled_export
+from app.fast import FEATURES_VERSION
 from app.gate import MIN_CHANCE_BETTER, Decision, guard_tolerance, judge
 from app.metrics import chance_better
 from app.retrain import RetrainError, retrain
@@ -244,6 +256,17 @@ def test_rollback_walks_back_and_never_forward_promote_goes_forward(tiny_data_di
     assert promote(store, v2) == ("v0-tiny", v2)
     statuses = {m["version"]: version_status(store, m) for m in list_versions(store)}
     assert statuses == {"v0-tiny": "replaced", rejected.candidate_version: "rejected", v1: "replaced", v2: "current"}
+
+
+def test_a_version_trained_with_other_features_cannot_be_made_current(store):
+    old = store / "versions" / "v1-older"
+    shutil.copytree(store / "versions" / "v0-tiny", old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "version": "v1-older", "features_version": FEATURES_VERSION - 1}))
+    for move in (lambda: promote(store, "v1-older"), lambda: rollback(store, "v1-older")):
+        with pytest.raises(ModelError, match="features version"):
+            move()
+        assert current_version(store) == "v0-tiny"
 
 
 def test_train_goes_through_the_gate_and_records_its_promotion(tiny_data_dir, store, monkeypatch):

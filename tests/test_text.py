@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.items import Item
 from app.signals import text_signal_values
-from app.text import NAME_TOKEN, URL_TOKEN, only_greets, only_replies, prepare
+from app.text import NAME_TOKEN, URL_TOKEN, _greeting_rules, only_greets, only_replies, prepare
 
 
 def test_markup_and_entities_are_decoded_and_links_keep_their_domain():
@@ -83,6 +83,13 @@ def test_offsets_map_every_normalised_character_back_into_the_received_text(text
 )
 def test_a_bare_greeting_is_told_from_a_text_that_says_something(text, greets_only):
     assert only_greets(text) is greets_only
+
+
+def test_greeting_words_are_written_casefolded_as_texts_are_read():
+    """only_greets compares casefolded words: a word kept in another case (a Greek final sigma) could never match."""
+    rules = _greeting_rules()
+    for key in ("greetings", "asking_after", "with_greeting", "not_names"):
+        assert [w for w in rules[key] if w != w.casefold()] == [], key
 
 
 @pytest.mark.parametrize(
