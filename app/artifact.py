@@ -223,11 +223,7 @@ def load_model(model_dir: Path, pipeline: bool = False) -> TriageModel:
             f"model {manifest['version']} was trained with scikit-learn {trained_with}, this is {sklearn_version()}: "
             f"retrain with `triage train` (or install scikit-learn=={trained_with})"
         )
-    if manifest["features_version"] != FEATURES_VERSION:
-        raise ModelError(
-            f"model {manifest['version']} was trained with features version {manifest['features_version']}, "
-            f"this code computes version {FEATURES_VERSION}: retrain with `triage train`"
-        )
+    check_features(manifest, "retrain with `triage train`")
     thresholds = Thresholds(**manifest["thresholds"])
     if pipeline or not manifest.get("serving_sha256"):  # versions saved before serving.npz existed
         fitted = _load_pipeline(folder, manifest["artifact_sha256"])
@@ -392,15 +388,19 @@ def read_history(store: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _servable(folder: Path) -> None:
-    """ModelError unless this code can serve the version: a pointer to a model trained with other
-    features would leave the service and `triage score` refusing to load anything."""
-    manifest = read_manifest(folder)
+def check_features(manifest: dict[str, Any], remedy: str) -> None:
+    """ModelError unless the version was trained with the features this code computes."""
     if manifest["features_version"] != FEATURES_VERSION:
         raise ModelError(
-            f"version {folder.name} was trained with features version {manifest['features_version']} and this code "
-            f"computes version {FEATURES_VERSION}: it cannot be made current (check out the code it was trained with)"
+            f"model {manifest['version']} was trained with features version {manifest['features_version']}, "
+            f"this code computes version {FEATURES_VERSION}: {remedy}"
         )
+
+
+def _servable(folder: Path) -> None:
+    """Only a version this code can serve may become current: a pointer to another would leave the
+    service and `triage score` refusing to load anything."""
+    check_features(read_manifest(folder), "it cannot be made current (check out the code it was trained with)")
 
 
 def rollback(store: Path, version: str | None = None) -> tuple[str | None, str]:
