@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -258,11 +257,9 @@ def test_rollback_walks_back_and_never_forward_promote_goes_forward(tiny_data_di
     assert statuses == {"v0-tiny": "replaced", rejected.candidate_version: "rejected", v1: "replaced", v2: "current"}
 
 
-def test_a_version_trained_with_other_features_cannot_be_made_current(store):
-    old = store / "versions" / "v1-older"
-    shutil.copytree(store / "versions" / "v0-tiny", old)
-    manifest = json.loads((old / "manifest.json").read_text())
-    (old / "manifest.json").write_text(json.dumps({**manifest, "version": "v1-older", "features_version": FEATURES_VERSION - 1}))
+def test_a_version_trained_with_other_features_cannot_be_made_current(store, tiny_model):
+    older = dict(tiny_model.manifest, version="v1-older", features_version=FEATURES_VERSION - 1)
+    save_model(tiny_model, store, older, make_current=False)
     for move in (lambda: promote(store, "v1-older"), lambda: rollback(store, "v1-older")):
         with pytest.raises(ModelError, match="features version"):
             move()
