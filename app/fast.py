@@ -52,6 +52,7 @@ class TfidfBlock:
     source: str  # "norm" (the item's normalised text) or "thread" (the sender's earlier messages)
     sublinear: bool
     l2: bool
+    l2_with_unseen: bool = False  # n-grams outside the vocabulary count in the norm (TextVectorizer)
 
     pairs: np.ndarray | None = None  # (3, n): each bigram's first word, second word and column
 
@@ -67,6 +68,7 @@ class TfidfBlock:
         first, second, columns = self.pairs
         slots, self.pair_keys = kernels.build_pair_table(first, second, len(self.terms))
         self.pair_slots = np.where(slots >= 0, columns[np.maximum(slots, 0)], -1) if len(columns) else slots
+        self.unseen_idf = float(np.max(self.idf)) if len(self.idf) else 1.0  # as TextVectorizer.unseen_idf
 
     def _find_pairs(self) -> np.ndarray:
         """Bigram terms as (first word's column, second word's column, own column)."""
@@ -83,14 +85,14 @@ class TfidfBlock:
         return np.asarray(rows, dtype=np.int64).reshape(-1, 3).T.copy()
 
     def hits(self, codes: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(doc_ptr, column, owner word, share) of every vocabulary hit of every doc."""
+        """(doc_ptr, column, owner word, share) of every vocabulary hit of every doc, and each doc's unseen n-grams."""
         if self.analyzer == "char_wb":
             lo, hi = self.ngram_range
             with self.lock:
                 doc_ptr, cols, owners = kernels.char_wb_occurrences(
                     codes, starts, CLASSES, lo, hi, self.slots, self.hashes, self.tcodes, self.tstarts, *self.word_cache
                 )
-            return doc_ptr, cols, owners, np.ones(len(cols))
+            return doc_ptr, cols, owners, np.ones(len(cols)), np.zeros(len(starts) - 1)
         return kernels.word_occurrences(
             codes,
             starts,
@@ -208,6 +210,7 @@ class FittedParts:
                 analyzer = step.analyzer
                 if analyzer not in ("word", "char_wb") or (analyzer == "word" and step.token_pattern != WORD_PATTERN):
                     raise ValueError(f"{name}: the fast path reads word blocks with WORD_PATTERN and char_wb blocks")
+                with_unseen = bool(getattr(step, "l2_with_unseen", False))
                 if step.norm not in ("l2", None) or step.binary or not step.use_idf or step.lowercase:
                     raise ValueError(
                         f"{name}: the fast path handles TfidfVectorizer(norm='l2' or None, use_idf, lowercase=False)"
@@ -215,7 +218,11 @@ class FittedParts:
                 source = {"norm_text": "norm", "thread_text": "thread"}[step.preprocessor.__name__]
                 terms = sorted(step.vocabulary_, key=step.vocabulary_.__getitem__)
                 idf = np.asarray(step.idf_, dtype=np.float64)
-                tb = TfidfBlock(name, terms, idf, analyzer, tuple(step.ngram_range), source, step.sublinear_tf, step.norm == "l2")
+                if with_unseen and (analyzer != "word" or step.norm is not None):
+                    raise ValueError(f"{name}: the fast path counts unseen words of word blocks with norm=None")
+                tb = TfidfBlock(
+                    name, terms, idf, analyzer, tuple(step.ngram_range), source, step.sublinear_tf, step.norm == "l2", with_unseen
+                )
                 blocks.append((name, tb))
             else:
                 blocks.append((name, np.asarray(step.names_, dtype=object)))
@@ -241,6 +248,7 @@ class FittedParts:
                         part.source,
                         str(int(part.sublinear)),
                         str(int(part.l2)),
+                        str(int(part.l2_with_unseen)),
                     ]
                 )
             else:
@@ -262,7 +270,7 @@ class FittedParts:
                     if (ends[-1] if ends else 0) != len(packed):
                         raise ValueError(f"{name}: the term lengths do not add up to the terms")
                     terms = [packed[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-                    analyzer, lo, hi, source, sublinear, l2 = z[f"{name}.settings"].tolist()
+                    analyzer, lo, hi, source, sublinear, l2, *unseen = z[f"{name}.settings"].tolist()
                     idf = np.asarray(z[f"{name}.idf"], dtype=np.float64)
                     pairs = np.asarray(z[f"{name}.pairs"], dtype=np.int64)
                     if (
@@ -271,7 +279,8 @@ class FittedParts:
                         or (pairs.size and not 0 <= pairs.min() <= pairs.max() < len(terms))
                     ):
                         raise ValueError(f"{name}: idf or bigram pairs do not fit its {len(terms)} terms")
-                    block = TfidfBlock(name, terms, idf, analyzer, (int(lo), int(hi)), source, sublinear == "1", l2 == "1", pairs)
+                    settings = (analyzer, (int(lo), int(hi)), source, sublinear == "1", l2 == "1", unseen == ["1"])
+                    block = TfidfBlock(name, terms, idf, *settings, pairs)
                     blocks.append((name, block))
                 else:
                     blocks.append((name, np.asarray(z[f"{name}.names"].tolist(), dtype=object)))
@@ -305,9 +314,10 @@ class FastFeatures:
                 if part.source not in texts:
                     texts[part.source] = text_codes([_SOURCES[part.source](p) for p in prepared])
                 codes, starts = texts[part.source]
-                doc_ptr, cols, owners, shares = part.hits(codes, starts)
+                doc_ptr, cols, owners, shares, unseen = part.hits(codes, starts)
+                unseen_mass = unseen * part.unseen_idf**2 if part.l2_with_unseen else np.zeros(len(unseen))
                 indptr, indices, data, entry_of = kernels.tfidf(
-                    doc_ptr, cols, shares, part.idf, len(part.terms), part.sublinear, part.l2
+                    doc_ptr, cols, shares, part.idf, len(part.terms), part.sublinear, part.l2 or part.l2_with_unseen, unseen_mass
                 )
                 blocks.append(Block(offset, len(part.terms), indptr=indptr, indices=indices, data=data))
                 if part.source == "norm":

@@ -263,7 +263,8 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
     Tokens are one SINGLE character, runs of two or more other word characters and combining marks
     (starting with a word character), or one character that is neither a word character, a space,
     a mark nor excluded punctuation: WORD_PATTERN of app/text.py. Returns
-    (doc_ptr, column, owner word, share): a bigram appears twice, half for each of its words.
+    (doc_ptr, column, owner word, share, unseen): a bigram appears twice, half for each of its
+    words; unseen[d] counts doc d's words (each occurrence) outside the vocabulary.
     """
     n_docs = len(doc_starts) - 1
     cap = 16
@@ -272,9 +273,12 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
     shares = np.empty(cap, dtype=np.float64)
     n = 0
     doc_ptr = np.zeros(n_docs + 1, dtype=np.int64)
+    unseen = np.zeros(n_docs, dtype=np.float64)
     for d in range(n_docs):
         pos = doc_starts[d]
         end = doc_starts[d + 1]
+        tokens = 0
+        known = 0  # words found in the vocabulary
         word = -1
         prev_space = True
         prev_term = -2  # -2: no previous token; -1: previous token not in the vocabulary
@@ -310,6 +314,7 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
             for i in range(pos, stop):
                 h = _step(h, codes[i])
             t = _find(h, codes, pos, stop - pos, slots, hashes, tcodes, tstarts)
+            tokens += 1
             if n + 3 > cap:
                 cap = 2 * cap + 3
                 cols = _grow(cols, cap)
@@ -320,6 +325,7 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
                 owners[n] = word
                 shares[n] = 1.0
                 n += 1
+                known += 1
             if bigrams and t >= 0 and prev_term >= 0:
                 b = _find_pair(prev_term * n_unigram_key + t, pair_slots, pair_keys)
                 if b >= 0:
@@ -336,15 +342,17 @@ def word_occurrences(codes, doc_starts, cls, bigrams, slots, hashes, tcodes, tst
             pos = stop
             # spaces and chunk boundaries are only tracked at the top of the loop
         doc_ptr[d + 1] = n
-    return doc_ptr, cols[:n], owners[:n], shares[:n]
+        unseen[d] = tokens - known
+    return doc_ptr, cols[:n], owners[:n], shares[:n], unseen
 
 
 @njit(cache=True, nogil=True)
-def tfidf(doc_ptr, cols, shares, idf, n_cols, sublinear, l2):
+def tfidf(doc_ptr, cols, shares, idf, n_cols, sublinear, l2, unseen_mass):
     """CSR (indptr, indices, data) of TF-IDF rows from hits, and each hit's entry in `data`.
 
     A hit's share counts towards its term (bigram halves add up to one). As TfidfVectorizer:
-    tf = count, or 1 + log(count) when sublinear; times idf; rows scaled to unit l2 norm.
+    tf = count, or 1 + log(count) when sublinear; times idf; rows scaled to unit l2 norm, with
+    unseen_mass[d] (the unseen n-grams' share, as TextVectorizer's l2_with_unseen) added to the squares.
     """
     n_docs = len(doc_ptr) - 1
     where = np.full(n_cols, -1, dtype=np.int64)
@@ -374,6 +382,7 @@ def tfidf(doc_ptr, cols, shares, idf, n_cols, sublinear, l2):
             data[e] = value
             total += value * value
             where[indices[e]] = -1
+        total += unseen_mass[d]
         if l2 and total > 0.0:
             norm = np.sqrt(total)
             for e in range(first, nnz):

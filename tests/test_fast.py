@@ -33,10 +33,10 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fitted():
+@pytest.fixture(scope="module", params=[False, True], ids=["l2 norm", "unseen words in the norm"])
+def fitted(request):
     items = [Item(text=t, earlier_text="earlier words here, then more") for t in TEXTS] * 2
-    return make_features(word_min_df=1, char_min_df=1, thread_min_df=1).fit(items)
+    return make_features(word_min_df=1, char_min_df=1, thread_min_df=1, unseen_in_norm=request.param).fit(items)
 
 
 def _items(texts):
@@ -83,16 +83,18 @@ def test_the_shipped_model_scores_as_its_pipeline(shipped_model):
     assert np.allclose(shipped_model.predict_proba(items), shipped_model.pipeline.predict_proba(items), atol=1e-9)
 
 
-def test_terms_holding_any_character_survive_the_npz_form():
+@pytest.mark.parametrize("unseen_in_norm", [False, True])
+def test_terms_holding_any_character_and_the_norm_survive_the_npz_form(unseen_in_norm):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     texts = ["hello there \x00 friend", "buy now \x00 cheap", "spam spam \x00", "hi friend", "cheap deal", "free money"] * 2
     items = [Item(text=t, earlier_text="earlier words here") for t in texts]
-    features = make_features(word_min_df=1, char_min_df=1, thread_min_df=1)
+    features = make_features(word_min_df=1, char_min_df=1, thread_min_df=1, unseen_in_norm=unseen_in_norm)
     pipe = Pipeline([*features.steps, ("clf", LogisticRegression())]).fit(items, list(LABELS) * 4)
     restored = TriageModel(None, serving=TriageModel(pipe).serving_bytes())
-    assert np.allclose(restored.predict_proba(items), pipe.predict_proba(items), atol=1e-9)
+    unseen = [Item(text="takk fyrir, cheap friend!", earlier_text="unseen earlier words")]  # words it never saw
+    assert np.allclose(restored.predict_proba(items + unseen), pipe.predict_proba(items + unseen), atol=1e-9)
 
 
 def test_serving_arrays_that_do_not_fit_together_are_refused(tiny_model):

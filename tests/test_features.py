@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.utils import estimator_checks
 
 from app.fast import FastFeatures, FittedParts
-from app.features import BLOCKS, ContextTransformer, ItemPreparer, SignalTransformer, make_features, split_name
+from app.features import BLOCKS, ContextTransformer, ItemPreparer, SignalTransformer, TextVectorizer, make_features, split_name
 from app.items import Item
 from app.text import SINGLE_WORD, prepare
 
@@ -71,7 +71,11 @@ def test_word_contributions_add_up_to_the_word_and_character_contributions(fitte
         assert fast.word_contributions(again, weights, np.array([k])).tolist() == per_word.tolist()
 
 
-@pytest.mark.parametrize("estimator", [ItemPreparer(), SignalTransformer(), ContextTransformer()], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "estimator",
+    [ItemPreparer(), SignalTransformer(), ContextTransformer(), TextVectorizer(norm=None, l2_with_unseen=True)],
+    ids=lambda e: type(e).__name__,
+)
 @pytest.mark.parametrize(
     "check",
     [
@@ -89,8 +93,6 @@ def test_our_steps_pass_scikit_learns_estimator_checks_that_apply(estimator, che
 def test_text_vectorizer_saves_its_vocabulary_packed_and_loads_the_same(tmp_path):
     import skops.io as sio
 
-    from app.features import TextVectorizer
-
     texts = ["are we still on for friday?", "we help SaaS teams book demos", "kindly send the fee via telegram"]
     vec = TextVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit(texts)
     state = vec.__getstate__()
@@ -99,3 +101,29 @@ def test_text_vectorizer_saves_its_vocabulary_packed_and_loads_the_same(tmp_path
     loaded = sio.load(tmp_path / "vec.skops", trusted=["app.features.TextVectorizer"])
     assert loaded.vocabulary_ == vec.vocabulary_
     assert (loaded.transform(texts) != vec.transform(texts)).nnz == 0
+
+
+KNOWN = ["thanks a lot !", "see you friday !", "book a demo today !", "thanks , see you !"]
+
+
+@pytest.mark.parametrize("text", ["takk fyrir !", "misaotra betsaka !", "eskerrik asko !"])
+def test_words_a_word_block_does_not_know_count_in_its_norm(text):
+    plain = TextVectorizer(token_pattern=r"\S+", ngram_range=(1, 2)).fit(KNOWN)
+    vec = TextVectorizer(token_pattern=r"\S+", ngram_range=(1, 2), norm=None, l2_with_unseen=True).fit(KNOWN)
+    bang = vec.vocabulary_["!"]
+    assert plain.transform([text])[0, bang] == pytest.approx(1.0)  # "!" alone carries the whole row
+    unseen = vec.unseen_counts([text])[0]
+    assert unseen == 2  # two words it does not know (their bigrams are not counted)
+    expected = vec.idf_[bang] / np.sqrt(vec.idf_[bang] ** 2 + unseen * vec.idf_.max() ** 2)
+    assert vec.transform([text])[0, bang] == pytest.approx(expected)
+    assert expected < 0.5
+
+
+def test_a_text_of_known_words_keeps_its_unit_norm_and_the_option_needs_norm_none():
+    vec = TextVectorizer(token_pattern=r"\S+", ngram_range=(1, 2), norm=None, l2_with_unseen=True).fit(KNOWN)
+    row = vec.transform(["see you friday !"])
+    assert vec.unseen_counts(["see you friday !"])[0] == 0
+    assert np.sqrt(row.multiply(row).sum()) == pytest.approx(1.0)
+    assert vec.fit_transform(KNOWN).toarray() == pytest.approx(vec.transform(KNOWN).toarray())
+    with pytest.raises(ValueError, match="norm=None"):
+        TextVectorizer(l2_with_unseen=True).fit(KNOWN).transform(KNOWN)
