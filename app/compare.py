@@ -24,7 +24,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "without named signals": {"blocks": [b for b in BLOCKS if b != "signal"]},
     "words and signals only (no characters)": {"blocks": [b for b in BLOCKS if b != "char"]},
     "without text-only copies": {"text_only_copies": False},
-    "unknown words in the word blocks' norm": {"unseen_words_in_norm": True},
+    "unknown words left out of the word blocks' norm": {"unseen_words_in_norm": False},
     "balanced class weights": {"class_weight": "balanced"},
     "C=3": {"C": 3.0},
     "C=30": {"C": 30.0},

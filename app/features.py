@@ -35,9 +35,9 @@ from app.text import WORD_PATTERN, Prepared, norm_text, prepare, thread_text
 
 BLOCKS = ("word", "char", "thread", "signal", "context")
 _TFIDF: dict[str, Any] = {"sublinear_tf": True, "lowercase": False, "dtype": np.float64}  # every text block
-# `unseen_in_norm`: word blocks count the words they do not know in the norm (measured, not shipped: see
-# the README's known limits), else a short text in a language the corpus lacks is carried by its one
-# known token ("!", "?", an emoji) at full weight.
+# `unseen_in_norm`: word blocks count the words they do not know in the norm (shipped since the fourteenth
+# corpus round; the README's model card), else a short text in a language the corpus lacks is carried by
+# its one known token ("!", "?", an emoji) at full weight.
 _UNSEEN_IN_NORM: dict[str, Any] = {"norm": None, "l2_with_unseen": True}
 
 

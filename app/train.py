@@ -38,7 +38,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "char_min_df": 3,
     "thread_min_df": 3,
     "blocks": list(BLOCKS),
-    "unseen_words_in_norm": False,  # measured against the shipped norm: see the README's known limits
+    "unseen_words_in_norm": True,  # unknown words weigh in the word blocks' norm (README, model card)
     "text_only_copies": True,
     "first_contacts": True,
     "first_contact_weight": 1.0,

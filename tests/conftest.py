@@ -58,6 +58,13 @@ def tiny_model(tiny_examples, tiny_first_contacts):
 
 
 @pytest.fixture(scope="session")
+def tiny_model_plain_norm(tiny_examples, tiny_first_contacts):
+    """The tiny model with the word blocks' plain l2 norm (unknown words left out), as shipped before round 14."""
+    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1, "unseen_words_in_norm": False}
+    return train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="tiny-test", n_jobs=1).model
+
+
+@pytest.fixture(scope="session")
 def shipped_model():
     """The committed model in model/ (loaded and verified like the service does)."""
     return load_model(PROJECT_ROOT / "model")
