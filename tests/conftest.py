@@ -50,18 +50,21 @@ def tiny_first_contacts(session_data_dir):
     return load_first_contacts(session_data_dir)
 
 
+def train_tiny(examples, first_contacts, **params):
+    """A model trained on the fixture inboxes plus the tiny first-contact corpus (2 grouped folds, seconds)."""
+    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1, **params}
+    return train_model(examples, params, first_contacts, folds=2, version="tiny-test", n_jobs=1).model
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_examples, tiny_first_contacts):
-    """A model trained on the fixture inboxes plus the tiny first-contact corpus (3 grouped folds, seconds)."""
-    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1}
-    return train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="tiny-test", n_jobs=1).model
+    return train_tiny(tiny_examples, tiny_first_contacts)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_plain_norm(tiny_examples, tiny_first_contacts):
     """The tiny model with the word blocks' plain l2 norm (unknown words left out), as shipped before round 14."""
-    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1, "unseen_words_in_norm": False}
-    return train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="tiny-test", n_jobs=1).model
+    return train_tiny(tiny_examples, tiny_first_contacts, unseen_words_in_norm=False)
 
 
 @pytest.fixture(scope="session")

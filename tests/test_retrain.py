@@ -41,12 +41,16 @@ ROOT = Path(__file__).parent.parent
 quiet = dict(log=lambda _: None)
 
 
+def store_of(model, path: Path) -> Path:
+    """A model store at `path` holding `model` as its current version, v0-tiny."""
+    save_model(model, path, dict(model.manifest, version="v0-tiny"))
+    return path
+
+
 @pytest.fixture()
 def store(tmp_path, tiny_model):
     """A model store holding the tiny model as the current version."""
-    path = tmp_path / "model"
-    save_model(tiny_model, path, dict(tiny_model.manifest, version="v0-tiny"))
-    return path
+    return store_of(tiny_model, tmp_path / "model")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -74,9 +78,9 @@ def test_an_unseen_inbox_labelled_by_its_owner_is_learnt(tiny_data_dir, tmp_path
     held-out conversation is unknown and shrinks its features, so the gain is too small for the
     gate's 90% of resamples: promotion is asserted with the plain norm only.
     """
-    base = request.getfixturevalue("tiny_model_plain_norm" if norm == "plain l2 norm" else "tiny_model")
-    store = tmp_path / "model"
-    save_model(base, store, dict(base.manifest, version="v0-tiny"))
+    store = store_of(
+        request.getfixturevalue("tiny_model_plain_norm" if norm == "plain l2 norm" else "tiny_model"), tmp_path / "model"
+    )
     write_export(load_source(FIXTURES / "user_inbox" / "u01-1.json"), tmp_path / "export")
     examples = [ex for ex in read_labelled_export(tmp_path / "export") if ex.item.text.strip()]
     path = tmp_path / "mine.csv"
