@@ -16,6 +16,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SIMULATED = FIXTURES / "simulated"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Once per run, before pytest-xdist starts its workers: score one text with the shipped model, so
+    numba's on-disk cache of the scoring loops is filled once instead of by every worker and server at once."""
+    if hasattr(config, "workerinput"):  # a worker: the controller has done it
+        return
+    from app.items import Item
+
+    load_model(PROJECT_ROOT / "model").verdicts([Item(text="Thanks for the intro, talk soon!")])
+
+
 def make_data_dir(root: Path) -> Path:
     """A data folder: the fixture inboxes under inboxes/src (x* train, tx* test), rendered, plus the tiny corpus.csv."""
     data = root / "data"
