@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     out_dir = Path(args.out) if args.out else settings.model_dir
     start = time.perf_counter()
-    result = train_and_save(data_dir, out_dir, folds=args.folds, force=args.force)
+    result = train_and_save(data_dir, out_dir, folds=args.folds, force=args.force, n_jobs=settings.train_jobs)
     elapsed = time.perf_counter() - start
     for name, report in result.reports.items():
         print(format_report(name, report))
@@ -225,7 +225,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     settings = _settings()
     data_dir = _data_dir(args)
     out = Path(args.report) if args.report else settings.reports_dir / "model_selection.json"
-    compare_models(data_dir, out, names=args.only or None, folds=args.folds, print_fn=print)
+    compare_models(data_dir, out, names=args.only or None, folds=args.folds, print_fn=print, n_jobs=settings.train_jobs)
     return 0
 
 
@@ -319,6 +319,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         feedback_db=settings.db_path if args.from_feedback else None,
         dry_run=args.dry_run,
         force=args.force,
+        n_jobs=settings.train_jobs,
     )
     return 1 if report.decision == "rejected" else 0
 

@@ -32,7 +32,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 
 def compare_models(
-    data_dir: Path, out: Path, names: list[str] | None = None, folds: int = 5, print_fn: Callable[[str], None] = print
+    data_dir: Path,
+    out: Path,
+    names: list[str] | None = None,
+    folds: int = 5,
+    print_fn: Callable[[str], None] = print,
+    n_jobs: int = 2,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, change in CANDIDATES.items():
@@ -41,7 +46,7 @@ def compare_models(
         params = {**DEFAULT_PARAMS, **change}
         examples, extra = load_training_examples(data_dir, params)
         start = time.perf_counter()
-        cv = grouped_cv(examples, params, extra, folds=folds)
+        cv = grouped_cv(examples, params, extra, folds=folds, n_jobs=n_jobs)
         reports = cv_reports(cv, *calibrate(cv))
         row: dict[str, Any] = {"params": change, "seconds": round(time.perf_counter() - start, 1)}
         for mode in ("export", "text"):

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     bench: bool = Field(False, description="adds the hidden /v1/_bench/constant route (scripts/bench_api.py)")
     batch_jobs: int = Field(0, ge=0, description="`triage score` worker processes; 0 = all cores")
     batch_chunk_rows: int = Field(1_000, ge=1, description="rows per chunk sent to a worker")
+    train_jobs: int = Field(
+        2, ge=1, description="worker processes for the folds of `triage train`, `retrain` and `compare`; 1 = in this process"
+    )
 
     def limits(self) -> Limits:
         """What one input may cost, for the readers."""

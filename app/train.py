@@ -336,6 +336,7 @@ def train_and_save(
     folds: int = 5,
     force: bool = False,
     log: Any = print,
+    n_jobs: int = 2,
 ) -> TrainResult:
     """Train on data/, evaluate on the independent test inboxes, gate against the current model, save.
 
@@ -348,7 +349,7 @@ def train_and_save(
     examples, extra = load_training_examples(data_dir, params)
     if not examples:
         raise ValueError(f"no labelled inboxes under {inboxes_dir(data_dir) / 'train'}: run `triage corpus build` first")
-    result = train_model(examples, params, extra, folds=folds)
+    result = train_model(examples, params, extra, folds=folds, n_jobs=n_jobs)
     test = load_inboxes(rendered_inboxes(data_dir, "test"))
     if test:
         for mode in ("export", "text"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,10 @@ SIMULATED = FIXTURES / "simulated"
 
 def pytest_configure(config: pytest.Config) -> None:
     """Once per run, before pytest-xdist starts its workers: score one text with the shipped model, so
-    numba's on-disk cache of the scoring loops is filled once instead of by every worker and server at once."""
+    numba's on-disk cache of the scoring loops is filled once instead of by every worker and server at once.
+    Training commands run their folds in this process (TRIAGE_TRAIN_JOBS=1): worker processes cost seconds to
+    start and the suite already runs one worker per core; the killed-retrain test asks for workers itself."""
+    os.environ.setdefault("TRIAGE_TRAIN_JOBS", "1")
     if hasattr(config, "workerinput"):  # a worker: the controller has done it
         return
     from app.items import Item

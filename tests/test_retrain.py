@@ -38,7 +38,8 @@ from app.train import train_and_save
 FIXTURES = Path(__file__).parent / "fixtures"
 NEW_KIND = [json.loads(line) for line in (FIXTURES / "new_kind_community.jsonl").read_text().splitlines()]
 ROOT = Path(__file__).parent.parent
-quiet = dict(log=lambda _: None)
+# In this process: worker processes cost seconds to start; the killed-retrain test below runs them.
+quiet = dict(log=lambda _: None, n_jobs=1)
 
 
 def store_of(model, path: Path) -> Path:
@@ -335,7 +336,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_retrain_killed_while_training_leaves_no_workers_and_no_temporary_files(tiny_data_dir, store, tmp_path):
     path = write_jsonl(tmp_path / "new.jsonl", NEW_KIND)
-    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), TRIAGE_TRAIN_JOBS="2")  # the workers this test kills
     (tmp_path / "tmp").mkdir()
     with open(tmp_path / "retrain.log", "w") as log:
         proc = subprocess.Popen(
