@@ -18,15 +18,19 @@ SIMULATED = FIXTURES / "simulated"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Once per run, before pytest-xdist starts its workers: score one text with the shipped model, so
-    numba's on-disk cache of the scoring loops is filled once instead of by every worker and server at once.
+    """Once per run, before pytest-xdist starts its workers: render the corpus's inboxes (a fresh clone has none,
+    and two notebooks read them at once) and score one text with the shipped model, so numba's on-disk cache of
+    the scoring loops is filled once instead of by every worker and server at once.
     Training commands run their folds in this process (TRIAGE_TRAIN_JOBS=1): worker processes cost seconds to
     start and the suite already runs one worker per core; the killed-retrain test asks for workers itself."""
     os.environ.setdefault("TRIAGE_TRAIN_JOBS", "1")
     if hasattr(config, "workerinput"):  # a worker: the controller has done it
         return
+    from app.corpus import rendered_inboxes
     from app.items import Item
 
+    for split in ("train", "test"):
+        rendered_inboxes(PROJECT_ROOT / "data", split)
     load_model(PROJECT_ROOT / "model").verdicts([Item(text="Thanks for the intro, talk soon!")])
 
 

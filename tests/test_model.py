@@ -149,9 +149,10 @@ def test_thresholds_outside_zero_to_one_are_refused(value):
         Thresholds(review=value, spam=0.5)
 
 
-def test_training_is_deterministic(tiny_examples, tiny_first_contacts, tiny_model):
+@pytest.mark.parametrize("n_jobs", [1, 2], ids=["in this process", "in worker processes"])
+def test_training_is_deterministic(tiny_examples, tiny_first_contacts, tiny_model, n_jobs):
     params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1}
-    again = train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="again", n_jobs=1).model
+    again = train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="again", n_jobs=n_jobs).model
     assert np.array_equal(again.predict_proba(ITEMS), tiny_model.predict_proba(ITEMS))
     assert again.thresholds == tiny_model.thresholds
 

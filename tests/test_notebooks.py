@@ -130,3 +130,4 @@ def test_committed_notebook_keeps_its_outputs(name: str) -> None:
     text = output_text(nb)
     missing = [s for s in CASES[name][1] if s not in text]
     assert not missing, f"{name}: committed outputs lack {missing}"
+    assert "inbox only" not in text, f"{name}: saved from a sampled run (TRIAGE_NOTEBOOK_EVERY), not a full one"

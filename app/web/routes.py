@@ -209,7 +209,9 @@ class RetrainJob:
         settings = service.settings
         log: list[str] = self.state["log"]
         try:
-            report = retrain(settings.data_dir, settings.model_dir, feedback_db=settings.db_path, log=log.append)
+            report = retrain(
+                settings.data_dir, settings.model_dir, feedback_db=settings.db_path, log=log.append, n_jobs=settings.train_jobs
+            )
             service.models.reload()
             self.state.update(
                 state="done",
