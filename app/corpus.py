@@ -108,10 +108,16 @@ def read_labelled_export(folder: Path) -> list[Example]:
     return examples
 
 
+def labelled_inbox_folders(folder: Path) -> list[Path]:
+    """The rendered inboxes under `folder` (the folders holding a labels.csv), in name order."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if (p / "labels.csv").is_file()) if folder.is_dir() else []
+
+
 def load_inboxes(folder: Path) -> list[Example]:
     """Every labelled item of every inbox folder under `folder`, inbox by inbox in name order."""
     examples: list[Example] = []
-    for sub in sorted(p for p in Path(folder).iterdir() if (p / "labels.csv").is_file()) if Path(folder).is_dir() else []:
+    for sub in labelled_inbox_folders(folder):
         examples += read_labelled_export(sub)
     return examples
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.batch import score_file
-from app.corpus import Example, load_inboxes, read_labelled_export
+from app.corpus import Example, labelled_inbox_folders, load_inboxes, read_labelled_export
 from app.metrics import classification_report, headline
 from app.model import LABELS
 from app.scoring import Scorer
@@ -49,7 +49,7 @@ def score_export_folders(scorer: Scorer, folders: list[Path]) -> tuple[np.ndarra
 def evaluate_test_inboxes(scorer: Scorer, test_dir: Path) -> dict[str, dict[str, Any]]:
     """Reports for text mode and export mode on every inbox under `test_dir`, and the headline
     figures of each test hand apart (`test_hands`: each hand is a group of inboxes held out whole)."""
-    folders = sorted(p for p in Path(test_dir).iterdir() if (p / "labels.csv").is_file())
+    folders = labelled_inbox_folders(test_dir)
     if not folders:
         raise ValueError(f"no labelled test inboxes under {test_dir}: run `triage corpus build`")
     examples: list[Example] = load_inboxes(test_dir)

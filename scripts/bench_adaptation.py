@@ -32,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.artifact import load_model  # noqa: E402
-from app.corpus import Example, load_first_contacts, load_inboxes, read_labelled_export, rendered_inboxes  # noqa: E402
+from app.corpus import (  # noqa: E402
+    Example,
+    labelled_inbox_folders,
+    load_first_contacts,
+    load_inboxes,
+    read_labelled_export,
+    rendered_inboxes,
+)
 from app.metrics import classification_report  # noqa: E402
 from app.model import LABELS, TriageModel  # noqa: E402
 from app.retrain import train_candidate  # noqa: E402
@@ -97,7 +104,7 @@ def main() -> int:
     args = parser.parse_args()
     data = ROOT / "data"
     base, corpus, extra = base_model(args.base, data)
-    folders = sorted(p for p in rendered_inboxes(data, "test").iterdir() if (p / "labels.csv").is_file())
+    folders = labelled_inbox_folders(rendered_inboxes(data, "test"))
     by_hand: dict[str, list[Path]] = defaultdict(list)
     for folder in folders:
         by_hand[folder.name.split("-")[0]].append(folder)

@@ -68,10 +68,10 @@ def tiny_first_contacts(session_data_dir):
     return load_first_contacts(session_data_dir)
 
 
-def train_tiny(examples, first_contacts, **params):
+def train_tiny(examples, first_contacts, n_jobs: int = 1, **params):
     """A model trained on the fixture inboxes plus the tiny first-contact corpus (2 grouped folds, seconds)."""
     params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1, **params}
-    return train_model(examples, params, first_contacts, folds=2, version="tiny-test", n_jobs=1).model
+    return train_model(examples, params, first_contacts, folds=2, version="tiny-test", n_jobs=n_jobs).model
 
 
 @pytest.fixture(scope="session")

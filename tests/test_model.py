@@ -28,7 +28,8 @@ from app.items import Item
 from app.model import LABELS, NO_READABLE_EVIDENCE, Thresholds, is_content, softmax, whole_korean_words
 from app.signals import text_signal_values
 from app.text import prepare
-from app.train import text_only_label, train_model
+from app.train import text_only_label
+from tests.conftest import train_tiny
 
 ITEMS = [
     Item(text="Congrats on the new role, well deserved!"),
@@ -151,8 +152,7 @@ def test_thresholds_outside_zero_to_one_are_refused(value):
 
 @pytest.mark.parametrize("n_jobs", [1, 2], ids=["in this process", "in worker processes"])
 def test_training_is_deterministic(tiny_examples, tiny_first_contacts, tiny_model, n_jobs):
-    params = {"word_min_df": 1, "char_min_df": 1, "thread_min_df": 1}
-    again = train_model(tiny_examples, params, tiny_first_contacts, folds=2, version="again", n_jobs=n_jobs).model
+    again = train_tiny(tiny_examples, tiny_first_contacts, n_jobs=n_jobs)
     if n_jobs == 1:
         assert np.array_equal(again.predict_proba(ITEMS), tiny_model.predict_proba(ITEMS))
     else:  # the workers run one BLAS thread each, so sums may be added in another order: equal to rounding
