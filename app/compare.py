@@ -15,6 +15,7 @@ from typing import Any
 
 from app.features import BLOCKS
 from app.train import DEFAULT_PARAMS, calibrate, cv_reports, grouped_cv, load_training_examples
+from app.workers import DEFAULT_TRAIN_JOBS
 
 CANDIDATES: dict[str, dict[str, Any]] = {
     "shipped": {},
@@ -37,7 +38,7 @@ def compare_models(
     names: list[str] | None = None,
     folds: int = 5,
     print_fn: Callable[[str], None] = print,
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, change in CANDIDATES.items():

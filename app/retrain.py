@@ -37,6 +37,7 @@ from app.model import LABELS, TriageModel, decide
 from app.text import prepare
 from app.train import DEFAULT_PARAMS, USER_HAND, evaluate_examples, fit_pipeline, fold_temperature, load_training_examples
 from app.userfit import UserFit, choose_user_weight
+from app.workers import DEFAULT_TRAIN_JOBS
 
 USER_DIR = Path("labelled") / "user"
 FEEDBACK_CURSOR = ".feedback_cursor"
@@ -260,7 +261,7 @@ def retrain(
     dry_run: bool = False,
     force: bool = False,
     log: Callable[[str], None] = print,
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
 ) -> RetrainReport:
     """Validate new rows, train a candidate with them weighted, compare it with the current model and gate it."""
     data_dir, model_dir = Path(data_dir), Path(model_dir)
@@ -373,7 +374,7 @@ def train_candidate(
     examples: Sequence[Example],
     extra: Sequence[Example],
     user: Sequence[Example],
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
     log: Callable[[str], None] = print,
 ) -> tuple[TriageModel, UserFit]:
     """The current model's recipe refitted on the corpus plus the user rows at a cross-validated weight.

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.sources import Limits
+from app.workers import DEFAULT_TRAIN_JOBS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +49,9 @@ class Settings(BaseSettings):
     batch_jobs: int = Field(0, ge=0, description="`triage score` worker processes; 0 = all cores")
     batch_chunk_rows: int = Field(1_000, ge=1, description="rows per chunk sent to a worker")
     train_jobs: int = Field(
-        2, ge=1, description="worker processes for the folds of `triage train`, `retrain` and `compare`; 1 = in this process"
+        DEFAULT_TRAIN_JOBS,
+        ge=1,
+        description="worker processes for the folds of `triage train`, `retrain` and `compare`; 1 = in this process",
     )
 
     def limits(self) -> Limits:

@@ -28,7 +28,7 @@ from app.metrics import classification_report, headline
 from app.model import LABELS, Thresholds, TriageModel, decide, softmax
 from app.signals import registry
 from app.text import greets_someone_else, says_nothing_alone
-from app.workers import parallel_map
+from app.workers import DEFAULT_TRAIN_JOBS, parallel_map
 
 # The shipped configuration; `triage compare` records the alternatives it beat.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -148,7 +148,7 @@ def grouped_cv(
     params: dict[str, Any] | None = None,
     extra: Sequence[Example] = (),
     folds: int = 5,
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
     fit_full: bool = False,
 ) -> CVResult:
     """GroupKFold by inbox: each fold is scored by a model that never saw any of its inboxes.
@@ -276,7 +276,7 @@ def train_model(
     extra: Sequence[Example] = (),
     folds: int = 5,
     version: str | None = None,
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
 ) -> TrainResult:
     """Cross-validate by inbox, calibrate, choose thresholds, fit on everything."""
     p = {**DEFAULT_PARAMS, **(params or {})}
@@ -336,7 +336,7 @@ def train_and_save(
     folds: int = 5,
     force: bool = False,
     log: Any = print,
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
 ) -> TrainResult:
     """Train on data/, evaluate on the independent test inboxes, gate against the current model, save.
 

@@ -26,7 +26,7 @@ from app.corpus import Example
 from app.metrics import classification_report
 from app.model import LABELS, Thresholds, softmax
 from app.train import DEFAULT_PARAMS, make_pipeline, training_rows, training_rows_with_origin
-from app.workers import parallel_map
+from app.workers import DEFAULT_TRAIN_JOBS, parallel_map
 
 USER_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)  # the user rows' total weight as a share of the corpus's, tried in turn
 SHARE_TOLERANCE = 0.01  # macro-F1 a smaller share may trail the best by and still be chosen
@@ -95,7 +95,7 @@ def choose_user_weight(
     thresholds: Thresholds,
     temperature: float = 1.0,
     shares: Sequence[float] = USER_SHARES,
-    n_jobs: int = 2,
+    n_jobs: int = DEFAULT_TRAIN_JOBS,
 ) -> UserFit:
     """Cross-validate every share on the user rows (grouped folds) and keep the best macro-F1.
 

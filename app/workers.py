@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
 _limits: Any = None  # keeps the worker's thread limit alive
+DEFAULT_TRAIN_JOBS = 2  # training's worker processes unless told (TRIAGE_TRAIN_JOBS): this machine's two cores
 
 
 def _die_with_parent(parent: int) -> None:
@@ -38,7 +39,7 @@ def _die_with_parent(parent: int) -> None:
     _limits = threadpool_limits(1)
 
 
-def parallel_map(fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]], n_jobs: int = 2) -> list[T]:
+def parallel_map(fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]], n_jobs: int = DEFAULT_TRAIN_JOBS) -> list[T]:
     """[fn(*task) for task in tasks], in `n_jobs` worker processes (in this process if n_jobs <= 1).
 
     `fn` must be a module-level function and the arguments picklable.
