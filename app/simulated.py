@@ -118,6 +118,9 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
         raise SourceError(f"{where}: expected a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise SourceError(f"{where}: empty text")
+    if value.strip() and value != value.strip():
+        # an export's reader strips a cell, so the labels file would no longer match the text read back
+        raise SourceError(f"{where}: starts or ends with white space; trim it")
     return value
 
 

@@ -87,6 +87,10 @@ def test_the_layout_follows_the_export_date(export_date, header_tail, quoted):
         (lambda o: o["conversations"].insert(0, "hi"), r"conversations\[0\]: expected an object"),
         (lambda o: o["conversations"][0]["messages"].insert(1, 7), r"conversations\[0\].messages\[1\]: expected an object"),
         (lambda o: o["invitations"].append(None), r"invitations\[\d+\]: expected an object"),
+        (
+            lambda o: o["conversations"][0]["messages"][0].update(text="see you at 5 "),
+            r"conversations\[0\].messages\[0\].text: starts or ends with white space",
+        ),
     ],
 )
 def test_a_broken_source_is_refused_naming_the_place(change, message):
