@@ -116,9 +116,10 @@ def _label(value: Any, where: str) -> str:
 def _text(value: Any, where: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise SourceError(f"{where}: expected a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
+    stripped = value.strip()
+    if not allow_empty and not stripped:
         raise SourceError(f"{where}: empty text")
-    if value.strip() and value != value.strip():
+    if stripped and value != stripped:
         # an export's reader strips a cell, so the labels file would no longer match the text read back
         raise SourceError(f"{where}: starts or ends with white space; trim it")
     return value
