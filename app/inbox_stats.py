@@ -16,6 +16,7 @@ import numpy as np
 
 from app.inbox import Record, read_linkedin_export
 from app.sources import NO_NOTE, OWN_MESSAGE
+from app.text import JOINED
 
 # FIELD_NOTES.md section 1: 18 real exports, 15,290 inbound messages.
 REAL = {
@@ -36,7 +37,7 @@ REAL = {
 REAL_LENGTH_DECILES = (6, 12, 15, 23, 32, 45, 71, 133, 324)
 
 _EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
-_PHONE = re.compile(r"(?<![\w/])\+?\d(?:[\s().-]{0,2}\d){7,14}(?!\w)")
+_PHONE = re.compile(rf"(?<!{JOINED}|/)\+?\d(?:[\s().-]{{0,2}}\d){{7,14}}(?!{JOINED})")
 _LINK = re.compile(r"https?://|www\.|\b[a-z0-9-]{2,63}\.(?:com|net|org|io|ly|me|co|in|ng|app|link|gl)\b/?", re.IGNORECASE)
 _HTML = re.compile(r"<\s*(?:p|br|a|strong|b|i|em|div|span|ul|li)\b[^>]{0,200}>", re.IGNORECASE)
 _MERGE = re.compile(r"%[A-Z_]{3,20}%")

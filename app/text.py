@@ -63,11 +63,14 @@ _MARKUP = re.compile(
     r"(?P<tag></?[a-zA-Z][a-zA-Z0-9]{0,15}(?:\s[^<>]*+)?/?>)"
     r"|(?P<entity>&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});)"
 )
+# A word character that a number cannot touch and still be a phone number. Chinese, Japanese, Thai
+# and Korean write numbers against their words ("請致電0912345678", "5678로"): those scripts may.
+JOINED = r"[^\W\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff]"
 _CONTACT_PARTS = (
     r"(?P<email>(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8})",
     r"(?P<url>(?:https?://|www\.)[^\s<>\"'`)\]]*+)",
     rf"(?P<domain>(?<![\w.@/-])(?:[a-z0-9][a-z0-9-]{{0,62}}\.){{1,4}}(?:{_TLDS})\b(?:/[^\s<>\"'`)\]]*+)?)",
-    r"(?P<phone>(?<![\w/+])\+?[0-9](?:[ ().-]{0,2}[0-9]){8,14}(?!\w))",
+    rf"(?P<phone>(?<!{JOINED}|[/+])\+?[0-9](?:[ ().-]{{0,2}}[0-9]){{8,14}}(?!{JOINED}))",
 )
 # What each part cannot match without (tested on the whole text first, a far cheaper scan).
 _NEEDS_URL = re.compile(r"https?://|www\.", re.IGNORECASE)

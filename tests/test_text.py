@@ -30,6 +30,21 @@ def test_emails_and_phones_are_dropped_but_counted():
     assert "orbit" not in p.norm and "98400" not in p.norm and "call" in p.norm
 
 
+@pytest.mark.parametrize(
+    ("text", "phones"),
+    [
+        ("請致電0912345678查詢", 1),  # Chinese writes a number against its words
+        ("直通032-1234-5678로 연락주세요", 1),  # a Korean particle on the number
+        ("โทร0812345678ค่ะ", 1),
+        ("お電話は090-1234-5678まで", 1),
+        ("order ab123456789012 shipped", 0),  # Latin letters on the digits: a code, not a phone
+        ("tracking 123456789012x", 0),
+    ],
+)
+def test_a_phone_number_may_touch_words_only_in_scripts_written_without_spaces(text, phones):
+    assert prepare(Item(text=text)).n_phones == phones
+
+
 def test_names_of_sender_and_recipient_and_greetings_are_masked():
     item = Item(text="Hi Wanjiru, Kamau here.\n\nRegards,\nOtieno", sender_name="Kamau Otieno", recipient_name="Wanjiru Njeri")
     assert prepare(item).norm.count(NAME_TOKEN) == 3
