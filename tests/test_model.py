@@ -28,7 +28,7 @@ from app.items import Item
 from app.model import LABELS, NO_READABLE_EVIDENCE, Thresholds, is_content, softmax, whole_korean_words
 from app.signals import text_signal_values
 from app.text import prepare
-from app.train import text_only_label
+from app.train import GENUINE_AS_SPAM_TARGET, SPAM_THRESHOLD_FLOOR, choose_thresholds, text_only_label
 from tests.conftest import train_tiny
 
 ITEMS = [
@@ -142,6 +142,18 @@ def test_a_bare_greeting_is_read_as_one_signal_not_as_words(text):
 def test_the_text_only_copy_of_a_bare_greeting_or_reply_is_genuine(text, label, copy_label):
     example = Example(Item(text=text, owner_messages_before=1), label, "inbox-1", "h01", "scammer")
     assert text_only_label(example) == copy_label  # the row read with its thread keeps `label`
+
+
+def test_the_spam_threshold_rises_until_few_genuine_messages_are_filed_as_spam():
+    # 1,000 genuine rows, six of them leaning spam (p 0.55-0.80), and 100 clear spam rows
+    genuine_spam = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
+    p_spam = np.array([0.1] * (1000 - len(genuine_spam)) + genuine_spam + [0.95] * 100)
+    proba = np.column_stack([(1 - p_spam) * 0.8, (1 - p_spam) * 0.2, p_spam])
+    y = np.array([0] * 1000 + [2] * 100)
+    allowed = int(GENUINE_AS_SPAM_TARGET * 1000)
+    chosen = choose_thresholds(proba, y).spam
+    assert chosen > SPAM_THRESHOLD_FLOOR
+    assert sum(p >= chosen for p in genuine_spam) <= allowed < sum(p >= chosen - 0.01 for p in genuine_spam)
 
 
 @pytest.mark.parametrize("value", ["x", None, -0.1, 1.5, True])

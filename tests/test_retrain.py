@@ -23,17 +23,18 @@ from app.artifact import (
     read_history,
     rollback,
     save_model,
+    sha256_file,
     version_status,
 )
 from app.batch import score_file
-from app.corpus import read_labelled_export
+from app.corpus import load_inboxes, read_labelled_export, rendered_inboxes
 from app.fast import FEATURES_VERSION
 from app.gate import MIN_CHANCE_BETTER, Decision, guard_tolerance, judge
 from app.metrics import chance_better
 from app.retrain import RetrainError, retrain
 from app.scoring import Scorer
 from app.simulated import load_source, write_export
-from app.train import train_and_save
+from app.train import rows_fingerprint, train_and_save
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NEW_KIND = [json.loads(line) for line in (FIXTURES / "new_kind_community.jsonl").read_text().splitlines()]
@@ -291,6 +292,30 @@ def test_train_goes_through_the_gate_and_records_its_promotion(tiny_data_dir, st
     assert forced.extra["outcome"] == "promoted (forced)" and current_version(store) == forced.manifest["version"]
     last = read_history(store)[-1]
     assert last["action"] == "promote" and last["version"] == forced.manifest["version"] and last["previous"] == "v0-tiny"
+
+
+@pytest.mark.parametrize(("same_test_rows", "outcome"), [(True, "rejected"), (False, "promoted")])
+def test_a_current_model_of_other_features_is_judged_by_the_figures_it_recorded(
+    tiny_data_dir, store, tiny_model, monkeypatch, same_test_rows, outcome
+):
+    # the current version computes other features: this code cannot load it to score the test rows
+    test = load_inboxes(rendered_inboxes(tiny_data_dir, "test"))
+    recorded = rows_fingerprint(test) if same_test_rows else rows_fingerprint(test[1:])
+    older = dict(tiny_model.manifest, version="v1-older", features_version=FEATURES_VERSION - 1, test_data=recorded)
+    older["metrics"] = dict(
+        older["metrics"], test_inboxes_export={"macro_f1": 0.99, "genuine_as_spam_rate": 0.0, "accuracy": 0.99, "n": len(test)}
+    )
+    folder = save_model(tiny_model, store, older, make_current=False)
+    (store / "CURRENT").write_text(f"v1-older {sha256_file(folder / 'manifest.json')}\n")
+    seen = []
+    monkeypatch.setattr("app.gate.judge", lambda test_pair, *a: seen.append(test_pair) or Decision(False, "refused for the test"))
+    result = train_and_save(tiny_data_dir, store, {"word_min_df": 1}, folds=2, **quiet)
+    assert result.extra["outcome"] == outcome
+    if same_test_rows:  # judged, against the figures v1-older recorded
+        assert seen[0]["current"]["macro_f1"] == 0.99 and current_version(store) == "v1-older"
+        assert "v1-older's recorded figures" in result.manifest["gate"]["reason"]
+    else:  # other test rows: nothing to compare with, as with an empty store
+        assert not seen and current_version(store) == result.manifest["version"]
 
 
 def _retrain_command(path: Path, data: Path, store: Path) -> list[str]:
