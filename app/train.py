@@ -12,7 +12,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -336,26 +336,35 @@ def evaluate_examples(model: TriageModel, examples: Sequence[Example], mode: str
 
 
 def rows_fingerprint(test: Sequence[Example]) -> dict[str, Any]:
-    """The test inboxes' labelled rows as a count and a sha256: equal values, the same rows and labels."""
+    """The test inboxes' labelled rows as a count and a sha256 of every field the model reads, and the labels."""
     digest = hashlib.sha256()
     for ex in test:
-        digest.update(json.dumps([ex.inbox, ex.file, ex.line, ex.label, ex.item.text], ensure_ascii=False).encode() + b"\n")
+        row = [ex.inbox, ex.file, ex.line, ex.label, asdict(ex.item)]
+        digest.update(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str).encode() + b"\n")
     return {"n": len(test), "sha256": digest.hexdigest()}
 
 
-def recorded_test_figures(store: Path, fingerprint: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(version, test-inbox export figures) the current model recorded when it was trained, if it was
-    judged on these same test rows; None otherwise (or when there is no readable current manifest)."""
+def recorded_test_figures(manifest: dict[str, Any], fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The test-inbox export figures a model's manifest recorded, if they were measured on these same
+    test rows and hold every figure the gate compares; None otherwise."""
+    metrics = manifest.get("metrics")
+    figures = metrics.get("test_inboxes_export") if isinstance(metrics, dict) else None
+    if manifest.get("test_data") != fingerprint or not isinstance(figures, dict):
+        return None
+    numbers = all(isinstance(figures.get(k), int | float) for k in ("macro_f1", "genuine_as_spam_rate", "accuracy", "n"))
+    return figures if numbers else None
+
+
+def current_of_other_features(store: Path) -> dict[str, Any] | None:
+    """The manifest of the store's current model when it was trained with features this code does not
+    compute (so it cannot be loaded to be judged); None otherwise."""
     from app.artifact import current_manifest
 
     try:
         _, manifest = current_manifest(store)
     except Exception:
         return None
-    figures = manifest.get("metrics", {}).get("test_inboxes_export")
-    if manifest.get("test_data") != fingerprint or not figures:
-        return None
-    return manifest["version"], figures
+    return manifest if manifest.get("features_version") != FEATURES_VERSION else None
 
 
 def train_and_save(
@@ -388,28 +397,32 @@ def train_and_save(
             result.reports[f"test_inboxes_{mode}"] = report
             result.manifest["metrics"][f"test_inboxes_{mode}"] = headline(report)
         result.manifest["test_data"] = rows_fingerprint(test)
-    recorded = None
+    current_figures = None
+    other = None  # the manifest of a current model trained with other features
     try:
         current: TriageModel | None = load_model(Path(out_dir))
     except Exception as exc:  # no store yet, or a model this code cannot use
         current = None
-        recorded = recorded_test_figures(Path(out_dir), result.manifest["test_data"]) if test else None
-        then = "judged by the figures it recorded on the same test rows" if recorded else "the new model becomes current"
-        log(f"no usable current model ({str(exc).splitlines()[0]}): {then}")
-    previous = current.version if current else (recorded[0] if recorded else None)
-    current_figures = None
+        other = current_of_other_features(Path(out_dir))
+        if other is not None and test:
+            current_figures = recorded_test_figures(other, result.manifest["test_data"])
+        how = "judged by the figures it recorded on the same test rows" if current_figures else "the new model becomes current"
+        log(f"no usable current model ({str(exc).splitlines()[0]}): {how}")
+    previous = current.version if current else (other["version"] if other else None)
     if current is not None and test:
         current_figures = summary(evaluate_examples(current, test, "export"))
-    elif recorded is not None:
-        current_figures = summary(recorded[1])
     if current_figures is None:
         decision = Decision(True, "first model in this store" if current is None else "no test inboxes to compare on")
     else:
-        pair = {"current": current_figures, "candidate": summary(result.reports["test_inboxes_export"])}
+        pair = {"current": summary(current_figures), "candidate": summary(result.reports["test_inboxes_export"])}
         log(format_comparison({"frozen test inboxes" if current else "frozen test inboxes (current: as recorded)": pair}))
         decision = judge(pair, None, 0)
         if current is None:
             decision.reason = f"against {previous}'s recorded figures (it computes other features): {decision.reason}"
+            if not decision.passed:
+                decision.reason += (
+                    f"; {previous} stays current though this code cannot serve it: `--force` promotes the new model"
+                )
     outcome = promote_or_keep(result.model, Path(out_dir), result.manifest, decision, previous, force=force, log=log)
     result.manifest = result.model.manifest
     result.extra.update(path=Path(out_dir) / "versions" / result.manifest["version"], outcome=outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -294,28 +295,42 @@ def test_train_goes_through_the_gate_and_records_its_promotion(tiny_data_dir, st
     assert last["action"] == "promote" and last["version"] == forced.manifest["version"] and last["previous"] == "v0-tiny"
 
 
-@pytest.mark.parametrize(("same_test_rows", "outcome"), [(True, "rejected"), (False, "promoted")])
+@pytest.mark.parametrize(
+    ("case", "judged", "outcome"),
+    [
+        ("recorded better", True, "rejected"),  # judged against what the old model recorded
+        ("recorded worse", True, "promoted"),
+        ("a label changed since", False, "promoted"),  # other test rows: nothing to compare with
+        ("other scikit-learn, same features", False, "promoted"),  # only a features change uses recorded figures
+    ],
+)
 def test_a_current_model_of_other_features_is_judged_by_the_figures_it_recorded(
-    tiny_data_dir, store, tiny_model, monkeypatch, same_test_rows, outcome
+    tiny_data_dir, store, tiny_model, monkeypatch, case, judged, outcome
 ):
-    # the current version computes other features: this code cannot load it to score the test rows
     test = load_inboxes(rendered_inboxes(tiny_data_dir, "test"))
-    recorded = rows_fingerprint(test) if same_test_rows else rows_fingerprint(test[1:])
-    older = dict(tiny_model.manifest, version="v1-older", features_version=FEATURES_VERSION - 1, test_data=recorded)
-    older["metrics"] = dict(
-        older["metrics"], test_inboxes_export={"macro_f1": 0.99, "genuine_as_spam_rate": 0.0, "accuracy": 0.99, "n": len(test)}
-    )
+    if case == "a label changed since":
+        flipped = "spam" if test[0].label != "spam" else "genuine"
+        test = [dataclasses.replace(test[0], label=flipped), *test[1:]]
+    older = dict(tiny_model.manifest, version="v1-older", test_data=rows_fingerprint(test))
+    if case == "other scikit-learn, same features":
+        older["versions"] = dict(older["versions"], scikit_learn="0.1.0")
+    else:
+        older["features_version"] = FEATURES_VERSION - 1  # this code cannot load it to score the test rows
+    good = case != "recorded worse"
+    figures = {"macro_f1": float(good), "genuine_as_spam_rate": float(not good), "accuracy": float(good), "n": len(test)}
+    older["metrics"] = dict(older["metrics"], test_inboxes_export=figures)
     folder = save_model(tiny_model, store, older, make_current=False)
     (store / "CURRENT").write_text(f"v1-older {sha256_file(folder / 'manifest.json')}\n")
     seen = []
-    monkeypatch.setattr("app.gate.judge", lambda test_pair, *a: seen.append(test_pair) or Decision(False, "refused for the test"))
+    refuse_if_good = lambda pair, *a: seen.append(pair) or (Decision(False, "refused") if good else judge(pair, *a))
+    monkeypatch.setattr("app.gate.judge", refuse_if_good)
     result = train_and_save(tiny_data_dir, store, {"word_min_df": 1}, folds=2, **quiet)
-    assert result.extra["outcome"] == outcome
-    if same_test_rows:  # judged, against the figures v1-older recorded
-        assert seen[0]["current"]["macro_f1"] == 0.99 and current_version(store) == "v1-older"
+    assert result.extra["outcome"] == outcome and bool(seen) == judged
+    if judged:
+        assert seen[0]["current"]["macro_f1"] == float(good)
         assert "v1-older's recorded figures" in result.manifest["gate"]["reason"]
-    else:  # other test rows: nothing to compare with, as with an empty store
-        assert not seen and current_version(store) == result.manifest["version"]
+        assert read_history(store)[-1]["previous"] == "v1-older"
+    assert current_version(store) == ("v1-older" if outcome == "rejected" else result.manifest["version"])
 
 
 def _retrain_command(path: Path, data: Path, store: Path) -> list[str]:
