@@ -410,7 +410,7 @@ def train_and_save(
         log(f"no usable current model ({str(exc).splitlines()[0]}): {how}")
     previous = current.version if current else (other["version"] if other else None)
     if current is not None and test:
-        current_figures = summary(evaluate_examples(current, test, "export"))
+        current_figures = evaluate_examples(current, test, "export")
     if current_figures is None:
         decision = Decision(True, "first model in this store" if current is None else "no test inboxes to compare on")
     else:
