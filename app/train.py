@@ -358,13 +358,17 @@ def recorded_test_figures(manifest: dict[str, Any], fingerprint: dict[str, Any])
 def current_of_other_features(store: Path) -> dict[str, Any] | None:
     """The manifest of the store's current model when it was trained with features this code does not
     compute (so it cannot be loaded to be judged); None otherwise."""
-    from app.artifact import current_manifest
+    from app.artifact import ModelError, check_features, current_manifest
 
     try:
         _, manifest = current_manifest(store)
     except Exception:
         return None
-    return manifest if manifest.get("features_version") != FEATURES_VERSION else None
+    try:
+        check_features(manifest, "")
+    except ModelError:
+        return manifest
+    return None
 
 
 def train_and_save(
