@@ -30,7 +30,7 @@ from app.text import WORD_PATTERN, Prepared, thread_text
 
 # Bump when a change here or in app/features.py, app/text.py, app/signals.py, app/context.py or
 # app/rules changes what a fitted pipeline computes: saved models record it and loading refuses a mismatch.
-FEATURES_VERSION = 21
+FEATURES_VERSION = 22
 _SOURCES = {"norm": lambda p: p.norm, "thread": thread_text}
 
 
@@ -53,6 +53,7 @@ class TfidfBlock:
     sublinear: bool
     l2: bool
     l2_with_unseen: bool = False  # n-grams outside the vocabulary count in the norm (TextVectorizer)
+    weight: float = 1.0  # the union's transformer_weights[name]: every value of the block is multiplied by it
 
     pairs: np.ndarray | None = None  # (3, n): each bigram's first word, second word and column
 
@@ -205,7 +206,10 @@ class FittedParts:
     def from_union(cls, union: Any) -> FittedParts:
         """Read a fitted FeatureUnion (app/features.py) without copying its feature definitions."""
         blocks: list[tuple[str, Any]] = []
+        weights = union.transformer_weights or {}
         for name, step in union.transformer_list:
+            if name in weights and not hasattr(step, "vocabulary_"):
+                raise ValueError(f"{name}: the fast path weighs TF-IDF blocks only")
             if hasattr(step, "vocabulary_"):
                 analyzer = step.analyzer
                 if analyzer not in ("word", "char_wb") or (analyzer == "word" and step.token_pattern != WORD_PATTERN):
@@ -220,9 +224,8 @@ class FittedParts:
                 idf = np.asarray(step.idf_, dtype=np.float64)
                 if with_unseen and (analyzer != "word" or step.norm is not None):
                     raise ValueError(f"{name}: the fast path counts unseen words of word blocks with norm=None")
-                tb = TfidfBlock(
-                    name, terms, idf, analyzer, tuple(step.ngram_range), source, step.sublinear_tf, step.norm == "l2", with_unseen
-                )
+                settings = (analyzer, tuple(step.ngram_range), source, step.sublinear_tf, step.norm == "l2", with_unseen)
+                tb = TfidfBlock(name, terms, idf, *settings, float(weights.get(name, 1.0)))
                 blocks.append((name, tb))
             else:
                 blocks.append((name, np.asarray(step.names_, dtype=object)))
@@ -249,6 +252,7 @@ class FittedParts:
                         str(int(part.sublinear)),
                         str(int(part.l2)),
                         str(int(part.l2_with_unseen)),
+                        repr(part.weight),
                     ]
                 )
             else:
@@ -270,7 +274,8 @@ class FittedParts:
                     if (ends[-1] if ends else 0) != len(packed):
                         raise ValueError(f"{name}: the term lengths do not add up to the terms")
                     terms = [packed[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-                    analyzer, lo, hi, source, sublinear, l2, *unseen = z[f"{name}.settings"].tolist()
+                    analyzer, lo, hi, source, sublinear, l2, *rest = z[f"{name}.settings"].tolist()
+                    unseen, weight = rest[:1], float(rest[1]) if len(rest) > 1 else 1.0  # both saved since features v14 and v22
                     idf = np.asarray(z[f"{name}.idf"], dtype=np.float64)
                     pairs = np.asarray(z[f"{name}.pairs"], dtype=np.int64)
                     if (
@@ -279,7 +284,7 @@ class FittedParts:
                         or (pairs.size and not 0 <= pairs.min() <= pairs.max() < len(terms))
                     ):
                         raise ValueError(f"{name}: idf or bigram pairs do not fit its {len(terms)} terms")
-                    settings = (analyzer, (int(lo), int(hi)), source, sublinear == "1", l2 == "1", unseen == ["1"])
+                    settings = (analyzer, (int(lo), int(hi)), source, sublinear == "1", l2 == "1", unseen == ["1"], weight)
                     block = TfidfBlock(name, terms, idf, *settings, pairs)
                     blocks.append((name, block))
                 else:
@@ -319,6 +324,8 @@ class FastFeatures:
                 indptr, indices, data, entry_of = kernels.tfidf(
                     doc_ptr, cols, shares, part.idf, len(part.terms), part.sublinear, part.l2 or part.l2_with_unseen, unseen_mass
                 )
+                if part.weight != 1.0:
+                    data *= part.weight
                 blocks.append(Block(offset, len(part.terms), indptr=indptr, indices=indices, data=data))
                 if part.source == "norm":
                     hits.append(BlockHits(name, doc_ptr, owners, shares, entry_of, indptr, indices, data))

@@ -190,8 +190,10 @@ def make_features(
     thread_min_df: int = 3,
     blocks: Sequence[str] = BLOCKS,
     unseen_in_norm: bool = False,
+    thread_weight: float = 1.0,
 ) -> Pipeline:
-    """The feature pipeline (unfitted); `blocks` picks which of BLOCKS to use, `unseen_in_norm` how word blocks are normed."""
+    """The feature pipeline (unfitted); `blocks` picks which of BLOCKS to use, `unseen_in_norm` how word blocks
+    are normed, `thread_weight` how much the thread block's values are scaled (the union's `transformer_weights`)."""
     unknown = set(blocks) - set(BLOCKS)
     if unknown:
         raise ValueError(f"unknown feature blocks {sorted(unknown)}; choose from {BLOCKS}")
@@ -205,4 +207,6 @@ def make_features(
         "signal": SignalTransformer(),
         "context": ContextTransformer(),
     }
-    return Pipeline([("prepare", ItemPreparer()), ("union", FeatureUnion([(b, parts[b]) for b in BLOCKS if b in blocks]))])
+    weights = {"thread": thread_weight} if thread_weight != 1.0 and "thread" in blocks else None
+    union = FeatureUnion([(b, parts[b]) for b in BLOCKS if b in blocks], transformer_weights=weights)
+    return Pipeline([("prepare", ItemPreparer()), ("union", union)])

@@ -41,6 +41,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "thread_min_df": 3,
     "blocks": list(BLOCKS),
     "unseen_words_in_norm": True,  # unknown words weigh in the word blocks' norm (README, model card)
+    "thread_weight": 1.0,  # scale of the sender's earlier words against the text's own (transformer_weights)
     "text_only_copies": True,
     "first_contacts": True,
     "first_contact_weight": 1.0,
@@ -71,6 +72,7 @@ def make_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
         thread_min_df=p["thread_min_df"],
         blocks=p["blocks"],
         unseen_in_norm=p["unseen_words_in_norm"],
+        thread_weight=p["thread_weight"],
     )
     clf = LogisticRegression(C=p["C"], class_weight=p["class_weight"], max_iter=p["max_iter"], tol=1e-4)
     return Pipeline([*features.steps, ("clf", clf)])

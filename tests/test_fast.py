@@ -33,10 +33,16 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["l2 norm", "unseen words in the norm"])
+@pytest.fixture(
+    scope="module",
+    params=[(False, 1.0), (True, 1.0), (True, 2.5)],
+    ids=["l2 norm", "unseen words in the norm", "a weighted thread block"],
+)
 def fitted(request):
     items = [Item(text=t, earlier_text="earlier words here, then more") for t in TEXTS] * 2
-    return make_features(word_min_df=1, char_min_df=1, thread_min_df=1, unseen_in_norm=request.param).fit(items)
+    unseen_in_norm, thread_weight = request.param
+    settings = {"unseen_in_norm": unseen_in_norm, "thread_weight": thread_weight}
+    return make_features(word_min_df=1, char_min_df=1, thread_min_df=1, **settings).fit(items)
 
 
 def _items(texts):
@@ -83,14 +89,15 @@ def test_the_shipped_model_scores_as_its_pipeline(shipped_model):
     assert np.allclose(shipped_model.predict_proba(items), shipped_model.pipeline.predict_proba(items), atol=1e-9)
 
 
-@pytest.mark.parametrize("unseen_in_norm", [False, True])
-def test_terms_holding_any_character_and_the_norm_survive_the_npz_form(unseen_in_norm):
+@pytest.mark.parametrize(("unseen_in_norm", "thread_weight"), [(False, 1.0), (True, 1.0), (True, 0.5)])
+def test_terms_holding_any_character_and_the_norm_survive_the_npz_form(unseen_in_norm, thread_weight):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     texts = ["hello there \x00 friend", "buy now \x00 cheap", "spam spam \x00", "hi friend", "cheap deal", "free money"] * 2
     items = [Item(text=t, earlier_text="earlier words here") for t in texts]
-    features = make_features(word_min_df=1, char_min_df=1, thread_min_df=1, unseen_in_norm=unseen_in_norm)
+    settings = {"unseen_in_norm": unseen_in_norm, "thread_weight": thread_weight}
+    features = make_features(word_min_df=1, char_min_df=1, thread_min_df=1, **settings)
     pipe = Pipeline([*features.steps, ("clf", LogisticRegression())]).fit(items, list(LABELS) * 4)
     restored = TriageModel(None, serving=TriageModel(pipe).serving_bytes())
     unseen = [Item(text="takk fyrir, cheap friend!", earlier_text="unseen earlier words")]  # words it never saw
