@@ -274,8 +274,10 @@ class FittedParts:
                     if (ends[-1] if ends else 0) != len(packed):
                         raise ValueError(f"{name}: the term lengths do not add up to the terms")
                     terms = [packed[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+                    # older files end before the unseen-words flag (features v14) or the block's weight (v22)
                     analyzer, lo, hi, source, sublinear, l2, *rest = z[f"{name}.settings"].tolist()
-                    unseen, weight = rest[:1], float(rest[1]) if len(rest) > 1 else 1.0  # both saved since features v14 and v22
+                    unseen = rest[:1]
+                    weight = float(rest[1]) if len(rest) > 1 else 1.0
                     idf = np.asarray(z[f"{name}.idf"], dtype=np.float64)
                     pairs = np.asarray(z[f"{name}.pairs"], dtype=np.int64)
                     if (
