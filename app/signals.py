@@ -53,6 +53,7 @@ class Signal:
     none: tuple[str, ...] = ()
     emit: bool = True
     style: bool = False
+    relationship: bool = False
     negatable: bool = False
     fires: tuple[Any, ...] = ()
     quiet: tuple[Any, ...] = ()

@@ -28,7 +28,15 @@ from app.items import Item
 from app.model import LABELS, NO_READABLE_EVIDENCE, Thresholds, is_content, softmax, whole_korean_words
 from app.signals import text_signal_values
 from app.text import prepare
-from app.train import GENUINE_AS_SPAM_TARGET, SPAM_THRESHOLD_FLOOR, choose_thresholds, text_only_label
+from app.train import (
+    DEFAULT_PARAMS,
+    GENUINE_AS_SPAM_TARGET,
+    SPAM_THRESHOLD_FLOOR,
+    choose_thresholds,
+    text_only_label,
+    text_only_labels,
+    text_view_labels,
+)
 from tests.conftest import train_tiny
 
 ITEMS = [
@@ -142,6 +150,36 @@ def test_a_bare_greeting_is_read_as_one_signal_not_as_words(text):
 def test_the_text_only_copy_of_a_bare_greeting_or_reply_is_genuine(text, label, copy_label):
     example = Example(Item(text=text, owner_messages_before=1), label, "inbox-1", "h01", "scammer")
     assert text_only_label(example) == copy_label  # the row read with its thread keeps `label`
+
+
+@pytest.mark.parametrize(
+    ("text", "earlier_turns", "label", "copy_label"),
+    [
+        ("Alles klar!", 1, "sales_pitch", "genuine"),  # a seller's courtesy turn, read alone
+        ("Noted madam, maybe in future 🙏", 2, "sales_pitch", "genuine"),
+        ("Sin problema, te guardo en el radar", 1, "sales_pitch", "genuine"),
+        ("Alles klar!", 0, "sales_pitch", "sales_pitch"),  # an opener is no reply to anything
+        ("pay 50 USD today", 1, "spam", "spam"),  # a digit: an amount, a date, a code
+        ("Join my crypto group on Telegram", 1, "spam", "spam"),  # signs of a scheme
+        ("book a demo here", 1, "sales_pitch", "sales_pitch"),  # a sign of a sale
+        ("Thanks! Our agency also does SEO audits for clinics", 1, "sales_pitch", "sales_pitch"),  # not short
+        ("Happy to help with the referral", 1, "genuine", "genuine"),
+    ],
+)
+def test_the_text_only_copy_of_a_plain_short_later_turn_is_genuine(text, earlier_turns, label, copy_label):
+    item = Item(text=text, sender_messages_before=earlier_turns, owner_messages_before=1)
+    example = Example(item, label, "inbox-1", "h01", "seller")
+    assert text_only_labels([example]) == [copy_label]  # LABELS.md: "with no sign of a scheme or a sale"
+    assert text_only_labels([example], plain_turns=False) == [text_only_label(example)]
+
+
+def test_the_text_view_is_calibrated_against_the_labels_its_copies_were_trained_towards():
+    turn = Example(
+        Item(text="Alles klar!", sender_messages_before=1, owner_messages_before=1), "sales_pitch", "i-1", "h01", "seller"
+    )
+    opener = Example(Item(text="Alles klar!"), "sales_pitch", "i-1", "h01", "seller")  # no context: no copy
+    assert text_view_labels([turn, opener], {**DEFAULT_PARAMS, "plain_short_turns": True}) == ["genuine", "sales_pitch"]
+    assert text_view_labels([turn], {**DEFAULT_PARAMS, "plain_short_turns": False}) == ["sales_pitch"]
 
 
 def test_the_spam_threshold_rises_until_few_genuine_messages_are_filed_as_spam():
