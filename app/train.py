@@ -131,9 +131,11 @@ def plain_short_turns(examples: Sequence[Example]) -> np.ndarray:
 
 def text_view_labels(examples: Sequence[Example], params: dict[str, Any]) -> list[str]:
     """The label each example's text alone is trained towards: its copy's label, or its own without a copy."""
-    with_copy = [ex for ex in examples if params["text_only_copies"] and has_text_only_copy(ex)]
-    copied = dict(zip(map(id, with_copy), text_only_labels(with_copy, params["plain_short_turns"]), strict=True))
-    return [copied.get(id(ex), ex.label) for ex in examples]
+    copy_labels = text_only_labels(examples, params["plain_short_turns"])
+    return [
+        copy_label if params["text_only_copies"] and has_text_only_copy(ex) else ex.label
+        for ex, copy_label in zip(examples, copy_labels, strict=True)
+    ]
 
 
 def text_only_labels(examples: Sequence[Example], plain_turns: bool = True) -> list[str]:
