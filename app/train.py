@@ -138,7 +138,7 @@ def text_view_labels(examples: Sequence[Example], params: dict[str, Any]) -> lis
     ]
 
 
-def text_only_labels(examples: Sequence[Example], plain_turns: bool = True) -> list[str]:
+def text_only_labels(examples: Sequence[Example], plain_turns: bool) -> list[str]:
     """`text_only_label` of every example, and genuine for plain short later turns when `plain_turns`."""
     plain = plain_short_turns(examples) if plain_turns else np.zeros(len(examples), dtype=bool)
     return ["genuine" if is_plain else text_only_label(ex) for ex, is_plain in zip(examples, plain, strict=True)]

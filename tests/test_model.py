@@ -169,7 +169,7 @@ def test_the_text_only_copy_of_a_bare_greeting_or_reply_is_genuine(text, label, 
 def test_the_text_only_copy_of_a_plain_short_later_turn_is_genuine(text, earlier_turns, label, copy_label):
     item = Item(text=text, sender_messages_before=earlier_turns, owner_messages_before=1)
     example = Example(item, label, "inbox-1", "h01", "seller")
-    assert text_only_labels([example]) == [copy_label]  # LABELS.md: "with no sign of a scheme or a sale"
+    assert text_only_labels([example], plain_turns=True) == [copy_label]  # LABELS.md: "with no sign of a scheme or a sale"
     assert text_only_labels([example], plain_turns=False) == [text_only_label(example)]
 
 
