@@ -30,7 +30,7 @@ from app.text import WORD_PATTERN, Prepared, thread_text
 
 # Bump when a change here or in app/features.py, app/text.py, app/signals.py, app/context.py or
 # app/rules changes what a fitted pipeline computes: saved models record it and loading refuses a mismatch.
-FEATURES_VERSION = 22
+FEATURES_VERSION = 23
 _SOURCES = {"norm": lambda p: p.norm, "thread": thread_text}
 
 
