@@ -176,19 +176,6 @@ class Features:
             return sp.csr_matrix((self.n_items, 0))
         return sp.csr_matrix(sp.hstack(parts, format="csr"))
 
-    def rows_from(self, start: int) -> tuple[list[list[int]], list[list[float]]]:
-        """Per item, the columns (from `start` on) and values of its non-zero entries, as lists."""
-        columns: list[list[int]] = [[] for _ in range(self.n_items)]
-        values: list[list[float]] = [[] for _ in range(self.n_items)]
-        for block in self.blocks:
-            if block.offset < start:
-                continue
-            rows, cols, vals = block.entries()
-            for r, c, v in zip(rows.tolist(), cols.tolist(), vals.tolist(), strict=True):
-                columns[r].append(c)
-                values[r].append(v)
-        return columns, values
-
 
 class FittedParts:
     """The fitted union's parts as plain data: TF-IDF blocks in order, and the row-wise steps' names."""
@@ -293,12 +280,14 @@ class FittedParts:
                     blocks.append((name, np.asarray(z[f"{name}.names"].tolist(), dtype=object)))
         return cls(blocks), extra
 
-    def feature_names(self) -> np.ndarray:
-        """As the union's `get_feature_names_out`: 'block__term'."""
+    def feature_names(self, start: int = 0) -> np.ndarray:
+        """As the union's `get_feature_names_out`: 'block__term' (from column `start` on)."""
         names: list[str] = []
         for name, part in self.blocks:
             terms = part.terms if isinstance(part, TfidfBlock) else part
-            names += [f"{name}__{t}" for t in terms]
+            skip = max(start - self.offsets[name], 0)
+            if skip < len(terms):
+                names += [f"{name}__{t}" for t in terms[skip:]]
         return np.asarray(names, dtype=object)
 
 

@@ -128,7 +128,7 @@ def _flat_item(values: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
         sent_at=parse_datetime(sent_at, "sent_at") if sent_at else None,
         connected_at=parse_datetime(connected_at, "connected_at") if connected_at else None,
         thread=thread,
-        **{name: get(name) for name in CONTEXT_FIELDS},
+        **{name: value for name in CONTEXT_FIELDS if (value := get(name)) is not None and value != ""},
     )
 
 

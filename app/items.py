@@ -118,7 +118,7 @@ class Item:
         get = row.get
         for name, read in _readers():
             raw = get(name)
-            if raw is not None:  # absent fields keep their default, unknown
+            if raw is not None and raw != "":  # absent fields keep their default, unknown
                 values[name] = read(raw, name)
         return cls(**values)
 
@@ -227,6 +227,18 @@ class ThreadContext:
         )
 
 
+_SENDER_FIELDS = {  # a sender object's keys and the Item fields they fill
+    "name": "sender_name",
+    "headline": "sender_headline",
+    "profile_url": "sender_profile_url",
+    "company": "sender_company",
+    "connections": "sender_connections",
+    "mutual_connections": "mutual_connections",
+    "has_photo": "sender_has_photo",
+    "account_age_days": "sender_account_age_days",
+}
+
+
 def build_item(
     text: str,
     kind: str = "message",
@@ -244,20 +256,10 @@ def build_item(
     """
     if not (text or "").strip():
         raise ValueError("text: empty; there is nothing to judge (an invitation without a note, or a blank message)")
-    sender = dict(sender or {})
-    values: dict[str, Any] = {
-        "text": text,
-        "kind": kind,
-        "sender_name": sender.get("name"),
-        "sender_headline": sender.get("headline"),
-        "sender_profile_url": sender.get("profile_url"),
-        "sender_company": sender.get("company"),
-        "sender_connections": sender.get("connections"),
-        "mutual_connections": sender.get("mutual_connections"),
-        "sender_has_photo": sender.get("has_photo"),
-        "sender_account_age_days": sender.get("account_age_days"),
-        "recipient_name": recipient_name,
-    }
+    values: dict[str, Any] = {"text": text, "kind": kind, "recipient_name": recipient_name}
+    for key, value in (sender or {}).items():
+        if (name := _SENDER_FIELDS.get(key)) is not None:
+            values[name] = value
     if thread is not None:
         context = ThreadContext.of(thread)
         values.update(

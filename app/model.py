@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from app.fast import FastFeatures, FittedParts, split_name
+from app.fast import FastFeatures, Features, FittedParts, TfidfBlock, split_name
 from app.items import LABELS, Item
 from app.signals import LexiconHits, registry, signal_spans
 from app.text import NAME_TOKEN, Prepared, prepare
@@ -234,21 +234,23 @@ class TriageModel:
         return self.parts.feature_names()
 
     @cached_property
-    def _named_weights(self) -> list[list[float]]:
-        """Each class's weights of the columns after the text blocks, as plain floats (read per reason)."""
-        return self.coef[:, self._named_from :].tolist()
-
-    @cached_property
-    def _named_columns(self) -> list[tuple[str, str, str, str]]:
-        """(feature, block, name, description) of the columns after the text blocks; no description for
-        style signals, which count in the score but are never shown as a reason."""
+    def _signal_columns(self) -> tuple[np.ndarray, list[str], list[str]]:
+        """The signal and context columns after the text blocks: (columns, feature names, descriptions);
+        the description is empty for style signals, which count in the score but are never a reason."""
         signals = registry().signals
-        out = []
-        for feature in self.feature_names[self._named_from :].tolist():
-            block, name = split_name(feature)
-            style = name in signals and signals[name].style
-            out.append((feature, block, name, "" if style else describe(feature)))
-        return out
+        at: list[int] = []
+        features, descriptions = [], []
+        for block, part in self.parts.blocks:
+            offset = self.parts.offsets[block]
+            if offset < self._named_from or isinstance(part, TfidfBlock):
+                continue
+            for j, name in enumerate(part.tolist()):
+                feature = f"{block}__{name}"
+                style = block not in ("signal", "context") or (name in signals and signals[name].style)
+                at.append(offset + j)
+                features.append(feature)
+                descriptions.append("" if style else describe(feature))
+        return np.asarray(at, dtype=np.int64), features, descriptions
 
     def transform(self, items: Sequence[Item], prepared: Sequence[Prepared] | None = None) -> sp.csr_matrix:
         """The feature matrix (equal to the pipeline's features.transform(items))."""
@@ -265,57 +267,72 @@ class TriageModel:
         return softmax(self.fast.decision(feats, self.coef) + self.intercept)
 
     # -- readable reasons ----------------------------------------------------------------
-    def reasons(
-        self,
-        prepared: Prepared,
-        named: RowView,
-        runs: WordRuns,
-        d: int,
-        k: int,
-        n: int = DEFAULT_REASONS,
-        lexicon: LexiconHits | None = None,
-    ) -> tuple[Reason, ...]:
-        """The top `n` pieces of evidence for class k: phrases of the text, named signals, the conversation.
-
-        `named` holds the row's columns outside the word and character blocks; `runs` (doc `d`) the
-        text's runs of words that push towards k; `lexicon` the chunk's phrase hits, when known.
-        """
+    def chunk_reasons(
+        self, prepared: Sequence[Prepared], feats: Features, chosen: np.ndarray, n: int
+    ) -> list[tuple[Reason, ...]]:
+        """Per item, the top `n` pieces of evidence for its chosen class: phrases of the text, named
+        signals, the conversation (what the sender wrote before)."""
         if n <= 0:
-            return ()
-        item = prepared.item
-        weights = self._named_weights[k]
-        candidates = _phrases(prepared, runs, d, n)
-        thread_total, thread_words = 0.0, []
-        columns = self._named_columns
-        start = self._named_from
-        for j, value in zip(named.indices, named.data, strict=True):
-            contribution = value * weights[j - start]
-            feature, block, name, description = columns[j - start]
-            if block in ("signal", "context"):
-                if contribution > 0 and description:
-                    candidates.append(Reason(feature, float(contribution), description))
-            elif block == "thread":
-                thread_total += contribution
-                if contribution > 0 and is_content(name):
-                    thread_words.append((contribution, name))
-        if thread_total > 0 and thread_words:
-            said = ", ".join(f"'{w}'" for _, w in sorted(thread_words, reverse=True)[:3])
-            candidates.append(Reason("thread", thread_total, f"what the sender wrote earlier in this conversation ({said})"))
-        # Length and the like (style signals) count in the score and in `explain`, never as a reason:
-        # "it is short" tells a reader nothing they can check.
-        top = sorted((r for r in candidates if r.contribution > 0), key=lambda r: -r.contribution)[:n]
-        # Spans only for the signals that made the cut: placing them reads the text's words again.
-        return tuple(
-            Reason(
-                r.feature,
-                r.contribution,
-                r.description,
-                tuple(Span(a, b, item.text[a:b]) for a, b in signal_spans(prepared, r.feature[len("signal__") :], lexicon, d)),
-            )
-            if r.feature.startswith("signal__")
-            else r
-            for r in top
-        )
+            return [()] * len(prepared)
+        contribution = self.fast.word_contributions(feats, self.coef, chosen)
+        runs = WordRuns.find(feats.word_base, feats.word_starts, feats.word_ends, contribution)
+        named = self._signal_reasons(feats, chosen, n)
+        threads = self._thread_reasons(feats, chosen)
+        out: list[tuple[Reason, ...]] = []
+        for d, p in enumerate(prepared):
+            candidates = _phrases(p, runs, d, n) + named[d]
+            if d in threads:
+                candidates.append(threads[d])
+            # Length and the like (style signals) count in the score and in `explain`, never as a reason:
+            # "it is short" tells a reader nothing they can check.
+            top = sorted((r for r in candidates if r.contribution > 0), key=_minus_contribution)[:n]
+            # Spans only for the signals that made the cut: placing them reads the text's words again.
+            out.append(tuple(_with_spans(r, p, feats.lexicon, d) if r.feature.startswith("signal__") else r for r in top))
+        return out
+
+    def _signal_reasons(self, feats: Features, chosen: np.ndarray, n: int) -> list[list[Reason]]:
+        """Per item, its `n` strongest signal and context columns that push towards its class, strongest first
+        (ties in column order)."""
+        out: list[list[Reason]] = [[] for _ in range(feats.n_items)]
+        at, features, descriptions = self._signal_columns
+        dense = [b.dense for b in feats.blocks if b.dense is not None and b.offset >= self._named_from]
+        if not len(at) or not feats.n_items:
+            return out
+        values = np.hstack(dense)  # the blocks in the order of their columns, as `at`
+        values *= self.coef[:, at][chosen]
+        values[:, [not d for d in descriptions]] = 0.0
+        order = np.argsort(-values, axis=1, kind="stable")[:, :n]
+        strongest = np.take_along_axis(values, order, axis=1)
+        for d in np.flatnonzero(strongest[:, 0] > 0).tolist():
+            for j, value in zip(order[d].tolist(), strongest[d].tolist(), strict=True):
+                if value <= 0:
+                    break
+                out[d].append(Reason(features[j], value, descriptions[j]))
+        return out
+
+    def _thread_reasons(self, feats: Features, chosen: np.ndarray) -> dict[int, Reason]:
+        """The items whose sender's earlier messages push towards their class, with the words that do."""
+        out: dict[int, Reason] = {}
+        for block, part in self.parts.blocks:
+            offset = self.parts.offsets[block]
+            if block != "thread" or offset < self._named_from or not isinstance(part, TfidfBlock):
+                continue
+            rows = next(b for b in feats.blocks if b.offset == offset)
+            assert rows.indptr is not None and rows.indices is not None and rows.data is not None
+            for d in np.flatnonzero(np.diff(rows.indptr)).tolist():
+                lo, hi = rows.indptr[d], rows.indptr[d + 1]
+                columns = rows.indices[lo:hi].tolist()
+                weights = self.coef[chosen[d], rows.indices[lo:hi] + offset].tolist()
+                total, words = 0.0, []
+                for j, value, weight in zip(columns, rows.data[lo:hi].tolist(), weights, strict=True):
+                    contribution = value * weight
+                    total += contribution
+                    if contribution > 0 and is_content(part.terms[j]):
+                        words.append((contribution, part.terms[j]))
+                if total > 0 and words:
+                    said = ", ".join(f"'{w}'" for _, w in sorted(words, reverse=True)[:3])
+                    out[d] = Reason("thread", total, f"what the sender wrote earlier in this conversation ({said})")
+        return out
 
     def verdicts(self, items: Sequence[Item], n_reasons: int = DEFAULT_REASONS) -> list[Verdict]:
         """Verdict, scores, review flag, reasons and summary for every item, computed as one matrix."""
@@ -326,19 +343,11 @@ class TriageModel:
         proba = softmax(self.fast.decision(feats, self.coef) + self.intercept)
         chosen, review = decide(proba, self.thresholds)
         rows, chosen_list, review_list = proba.tolist(), chosen.tolist(), review.tolist()
-        if n_reasons > 0:
-            contribution = self.fast.word_contributions(feats, self.coef, chosen)
-            runs = WordRuns.find(feats.word_base, feats.word_starts, feats.word_ends, contribution)
-            # plain lists per row: scipy's X[i] and numpy scalars cost more than the reasons
-            named_columns, named_values = feats.rows_from(self._named_from)
+        all_reasons = self.chunk_reasons(prepared, feats, chosen, n_reasons)
         out = []
         for i in range(len(items)):
             k = chosen_list[i]
-            reasons = (
-                self.reasons(prepared[i], RowView(named_columns[i], named_values[i]), runs, i, k, n_reasons, feats.lexicon)
-                if n_reasons > 0
-                else ()
-            )
+            reasons = all_reasons[i]
             label, confidence = LABELS[k], rows[i][k]
             out.append(
                 Verdict(
@@ -374,14 +383,6 @@ class TriageModel:
             classes.append(ClassExplanation(label, float(self.intercept[k]), float(decision[k]), parts))
         verdict = self.verdicts([item], n_reasons)[0]
         return Explanation(verdict, tuple(classes))
-
-
-@dataclass(frozen=True)
-class RowView:
-    """One row of a CSR matrix as its column indices and values (what reasons read)."""
-
-    indices: Sequence[int]
-    data: Sequence[float]
 
 
 @dataclass
@@ -459,6 +460,17 @@ def _phrases(prepared: Prepared, runs: WordRuns, d: int, enough: int = DEFAULT_R
         out.append(Reason(f"text:{shown.lower()}", contribution, f"{what} '{shown}'", (Span(start, end, text[start:end]),)))
         out.sort(key=lambda reason: -reason.contribution)
     return out
+
+
+def _minus_contribution(reason: Reason) -> float:
+    return -reason.contribution
+
+
+def _with_spans(reason: Reason, prepared: Prepared, lexicon: LexiconHits | None, d: int) -> Reason:
+    """A signal's reason with the spans of the received text where its phrases were found."""
+    text = prepared.item.text
+    spans = signal_spans(prepared, reason.feature[len("signal__") :], lexicon, d)
+    return Reason(reason.feature, reason.contribution, reason.description, tuple(Span(a, b, text[a:b]) for a, b in spans))
 
 
 def _is_hangul(ch: str) -> bool:

@@ -76,10 +76,17 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
+def csv_cells(values: Iterable[Any]) -> list[Any]:
+    """A row's cells as written to CSV: `csv_safe`, None as empty (plain text, the commonest cell, inline)."""
+    return [
+        v if type(v) is str and not v.startswith(_FORMULA_START) else "" if v is None else csv_safe(v) for v in values
+    ]
+
+
 def csv_line(values: Iterable[Any]) -> str:
     """One CSV record (RFC 4180: CRLF line ends, so a cell holding a bare CR is quoted too)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(["" if v is None else csv_safe(v) for v in values])
+    csv.writer(buf, lineterminator="\r\n").writerow(csv_cells(values))
     return buf.getvalue()
 
 
@@ -122,7 +129,7 @@ class RowWriter:
         if self.jsonl:
             fh.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
         else:
-            self.csv.writerow(["" if v is None else csv_safe(v) for v in values])
+            self.csv.writerow(csv_cells(values))
 
     def commit(self) -> None:
         self._open().close()

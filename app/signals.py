@@ -339,10 +339,18 @@ class LexiconHits:
 
     def of(self, d: int) -> list[tuple[str, int, int, int, int]]:
         """(signal, first word, last word + 1, start, end) of each of doc d's hits, in order."""
-        a, b = int(self.doc_ptr[d]), int(self.doc_ptr[d + 1])
+        return self._rows[self._doc_ptr[d] : self._doc_ptr[d + 1]]
+
+    @cached_property
+    def _rows(self) -> list[tuple[str, int, int, int, int]]:
+        # read per reason, a few per doc: one conversion per chunk, not one per call
         names = self.trie.signals
         columns = (self.signal, self.first, self.last, self.start, self.end)
-        return [(names[s], *rest) for s, *rest in zip(*(c[a:b].tolist() for c in columns), strict=True)]
+        return [(names[s], *rest) for s, *rest in zip(*(c.tolist() for c in columns), strict=True)]
+
+    @cached_property
+    def _doc_ptr(self) -> list[int]:
+        return self.doc_ptr.tolist()
 
 
 def phrase_hits(text: str, reg: Registry | None = None) -> list[tuple[str, int, int]]:

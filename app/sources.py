@@ -285,6 +285,21 @@ def _inside_quotes(line: str, quoted: bool) -> bool:
     return quoted
 
 
+class _RecordFeed:
+    """Hands a csv.reader one whole record at a time."""
+
+    record: str | None = None
+
+    def __iter__(self) -> _RecordFeed:
+        return self
+
+    def __next__(self) -> str:
+        record, self.record = self.record, None
+        if record is None:
+            raise StopIteration
+        return record
+
+
 def csv_records(source: Source, report: ReadReport | None, limits: Limits) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """(first line, cells, None) per non-blank record; (line, None, reason) for one that cannot be read.
 
@@ -293,6 +308,8 @@ def csv_records(source: Source, report: ReadReport | None, limits: Limits) -> It
     line after it: every line is either in a record or named in an error.
     """
     lines = text_lines(source, report, limits)
+    feed = _RecordFeed()
+    parser = csv.reader(feed)  # one reader for the whole file: a reader per record costs more than the parse
     pending: deque[tuple[int, str | None]] = deque()
     buffer: list[tuple[int, str]] = []
     quoted = False
@@ -341,12 +358,16 @@ def csv_records(source: Source, report: ReadReport | None, limits: Limits) -> It
         buffer = []
         if not record.strip():
             continue
+        feed.record = record
         try:
-            rows = list(csv.reader(io.StringIO(record)))
-        except csv.Error as exc:
-            yield first, None, f"cannot parse the CSV record: {exc}"
-            continue
-        cells = [c for row in rows[:1] for c in row]
+            cells = next(parser, [])
+        except csv.Error:
+            parser = csv.reader(feed)
+            try:  # as a reader of its own reads it, for the same error and the same first row
+                cells = next(csv.reader(io.StringIO(record)), [])
+            except csv.Error as exc:
+                yield first, None, f"cannot parse the CSV record: {exc}"
+                continue
         if any(c.strip() for c in cells):
             yield first, cells, None
 

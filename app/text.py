@@ -75,7 +75,6 @@ _CONTACT_PARTS = (
 # What each part cannot match without (tested on the whole text first, a far cheaper scan).
 _NEEDS_URL = re.compile(r"https?://|www\.", re.IGNORECASE)
 _NEEDS_DOMAIN = re.compile(rf"\.(?:{_TLDS})\b", re.IGNORECASE)
-_DIGIT = re.compile(r"[0-9]")
 _HREF = re.compile(r"href\s{0,5}=\s{0,5}[\"']?([^\"'\s>]{1,2000})", re.IGNORECASE)
 _BLOCK_TAG = re.compile(r"<\s{0,5}/?\s{0,5}(?:br|p|div|li|tr|h[1-6])\b", re.IGNORECASE)
 MERGE_TOKEN = re.compile(
@@ -227,9 +226,9 @@ def _contact_pattern(text: str) -> re.Pattern[str] | None:
     """
     parts = (
         "@" in text,
-        _NEEDS_URL.search(text) is not None,
+        ("://" in text or "ww." in text.lower()) and _NEEDS_URL.search(text) is not None,  # str tests first: cheaper
         "." in text and _NEEDS_DOMAIN.search(text) is not None,
-        _DIGIT.search(text) is not None and len(_DIGIT.findall(text)) >= 9,
+        sum(map(text.count, "0123456789")) >= 9,  # as many [0-9] as a phone has
     )
     return _contact_variant(parts) if any(parts) else None
 
@@ -242,6 +241,43 @@ def _contact_variant(parts: tuple[bool, ...]) -> re.Pattern[str]:
 @lru_cache(maxsize=4096)
 def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
+
+
+def name_matches(text: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(start, end) of each whole-word, case-insensitive match of one of `names` (earlier names first at a
+    position), as `_names_pattern(names).finditer(text)` finds them.
+
+    ASCII text and names (most messages) are searched with str.find on the lower-cased text: the
+    pattern's case-insensitive scan tries every position and costs more than the rest of `prepare`.
+    """
+    if not (text.isascii() and _ascii(names)):
+        return [(m.start(), m.end()) for m in _names_pattern(names).finditer(text)]
+    low = text.lower()
+    found = []
+    for rank, name in enumerate(names):
+        key = name.lower()
+        i = low.find(key)
+        while i >= 0:
+            j = i + len(key)
+            if (i == 0 or not _is_word_char(low[i - 1])) and (j == len(low) or not _is_word_char(low[j])):
+                found.append((i, rank, j))
+            i = low.find(key, i + 1)
+    out: list[tuple[int, int]] = []
+    end = 0
+    for i, _, j in sorted(found):
+        if i >= end:
+            out.append((i, j))
+            end = j
+    return out
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+@lru_cache(maxsize=4096)
+def _ascii(names: tuple[str, ...]) -> bool:
+    return all(name.isascii() for name in names)
 
 
 def _fold_name(name: str) -> str:
@@ -371,7 +407,7 @@ def _name_spans(text: str, item: Item) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     names = _known_names(item)
     if names:
-        spans += [(m.start(), m.end()) for m in _names_pattern(names).finditer(text)]
+        spans += name_matches(text, names)
     if m := _greeted_name(text):
         spans.append((m.start("name"), m.end("name")))
     tail = max(len(text) - 120, 0)  # a sign-off sits at the very end: look only there

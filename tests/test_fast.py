@@ -84,6 +84,12 @@ def test_the_npz_form_gives_the_same_parts_without_pickle(tiny_model):
         _ = restored.pipeline
 
 
+def test_feature_names_from_a_column_are_the_tail_of_all_names(tiny_model):
+    names = tiny_model.pipeline[:-1].get_feature_names_out()
+    for start in sorted({0, 1, *tiny_model.parts.offsets.values(), len(names) - 1}):
+        assert np.array_equal(tiny_model.parts.feature_names(start), names[start:])
+
+
 def test_the_shipped_model_scores_as_its_pipeline(shipped_model):
     items = _items(TEXTS)
     assert np.allclose(shipped_model.predict_proba(items), shipped_model.pipeline.predict_proba(items), atol=1e-9)

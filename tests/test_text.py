@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.items import Item
 from app.signals import text_signal_values
-from app.text import NAME_TOKEN, URL_TOKEN, _greeting_rules, only_greets, only_replies, prepare
+from app.text import NAME_TOKEN, URL_TOKEN, _greeting_rules, _names_pattern, name_matches, only_greets, only_replies, prepare
 
 
 def test_markup_and_entities_are_decoded_and_links_keep_their_domain():
@@ -208,3 +208,12 @@ def test_the_narrowed_contact_scan_finds_what_the_full_one_finds(text):
     narrowed = _contact_pattern(text)
     found = [(m.lastgroup, m.span()) for m in narrowed.finditer(text)] if narrowed else []
     assert found == [(m.lastgroup, m.span()) for m in full.finditer(text)]
+
+
+_NAME_TEXT = st.text(alphabet="abAB _-'.,\n1éİK", max_size=40)
+
+
+@given(_NAME_TEXT, st.lists(st.text(alphabet="abAB_-'.éK", min_size=2, max_size=4), min_size=1, max_size=3, unique=True))
+def test_name_matches_are_the_pattern_s_matches(text, names):
+    names = tuple(sorted(names, key=len, reverse=True))
+    assert name_matches(text, names) == [(m.start(), m.end()) for m in _names_pattern(names).finditer(text)]
