@@ -17,16 +17,18 @@ import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from app import kernels
 from app.codes import CLASSES, packed_codes, text_codes
 from app.context import context_rows
 from app.signals import LexiconHits, signal_rows
 from app.text import WORD_PATTERN, Prepared, thread_text
+
+if TYPE_CHECKING:  # scipy is imported where a matrix is made: scoring needs none (a quarter second at start-up)
+    import scipy.sparse as sp
 
 # Bump when a change here or in app/features.py, app/text.py, app/signals.py, app/context.py or
 # app/rules changes what a fitted pipeline computes: saved models record it and loading refuses a mismatch.
@@ -135,6 +137,8 @@ class Block:
     data: np.ndarray | None = None
 
     def csr(self, n: int) -> sp.csr_matrix:
+        import scipy.sparse as sp
+
         if self.dense is not None:
             return sp.csr_matrix(self.dense)
         return sp.csr_matrix((self.data, self.indices, self.indptr), shape=(n, self.width))
@@ -171,6 +175,8 @@ class Features:
     @property
     def X(self) -> sp.csr_matrix:
         """The whole (items, features) matrix."""
+        import scipy.sparse as sp
+
         parts = [b.csr(self.n_items) for b in self.blocks]
         if not parts:
             return sp.csr_matrix((self.n_items, 0))

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from app.fast import FastFeatures, Features, FittedParts, TfidfBlock, split_name
 from app.items import LABELS, Item
 from app.signals import LexiconHits, registry, signal_spans
-from app.text import NAME_TOKEN, Prepared, prepare
+from app.text import KEPT, NAME_TOKEN, Prepared, prepare
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
     from sklearn.pipeline import Pipeline
 
 DEFAULT_REASONS = 3
@@ -440,25 +440,35 @@ def _phrases(prepared: Prepared, runs: WordRuns, d: int, enough: int = DEFAULT_R
     push towards the class, so trimming can only lower its sum.
     """
     text, norm = prepared.item.text, prepared.norm
+    starts, ends, run_sum = runs.starts, runs.ends, runs.run_sum
+    # most texts are one stretch the model read as received: norm[i] is text[i]
+    same = len(prepared.sources) == 1 and prepared.sources[0][3] == KEPT
+    korean = not text.isascii()
     out: list[Reason] = []
     for r in range(runs.doc_runs[d], runs.doc_runs[d + 1]):
-        if len(out) >= enough and runs.run_sum[r] < out[enough - 1].contribution:
+        if len(out) >= enough and run_sum[r] < out[enough - 1].contribution:
             break
-        lo, hi = runs.run_first[r], runs.run_first[r] + runs.run_len[r]
-        while lo < hi and not is_content(norm[runs.starts[lo] : runs.ends[lo]]):
+        lo = runs.run_first[r]
+        hi = lo + runs.run_len[r]
+        while lo < hi and not is_content(norm[starts[lo] : ends[lo]]):
             lo += 1
-        while lo < hi and not is_content(norm[runs.starts[hi - 1] : runs.ends[hi - 1]]):
+        while lo < hi and not is_content(norm[starts[hi - 1] : ends[hi - 1]]):
             hi -= 1
         if lo == hi:
             continue  # function words alone are no reason a reader can use
-        start, end = whole_korean_words(text, prepared.start_of(runs.starts[lo]), prepared.end_of(runs.ends[hi - 1] - 1))
+        if same:
+            start, end = starts[lo], ends[hi - 1]
+        else:
+            start, end = prepared.start_of(starts[lo]), prepared.end_of(ends[hi - 1] - 1)
+        if korean:
+            start, end = whole_korean_words(text, start, end)
         shown = " ".join(text[start:end].split())
         if len(shown) < 2:
             continue  # one character (a Chinese one, say) is a fragment to a reader
         what = "the words" if hi - lo > 1 else "the word"
         contribution = sum(runs.contribution[lo:hi])
         out.append(Reason(f"text:{shown.lower()}", contribution, f"{what} '{shown}'", (Span(start, end, text[start:end]),)))
-        out.sort(key=lambda reason: -reason.contribution)
+        out.sort(key=_minus_contribution)
     return out
 
 

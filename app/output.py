@@ -78,9 +78,7 @@ def csv_safe(value: Any) -> Any:
 
 def csv_cells(values: Iterable[Any]) -> list[Any]:
     """A row's cells as written to CSV: `csv_safe`, None as empty (plain text, the commonest cell, inline)."""
-    return [
-        v if type(v) is str and not v.startswith(_FORMULA_START) else "" if v is None else csv_safe(v) for v in values
-    ]
+    return [v if type(v) is str and not v.startswith(_FORMULA_START) else "" if v is None else csv_safe(v) for v in values]
 
 
 def csv_line(values: Iterable[Any]) -> str:
